@@ -1,0 +1,33 @@
+# `make run` and `make test` are the README's two commands.
+BIN := .venv/bin
+STAMP := .venv/.deerid-installed
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## set up, start the embedded database and run deerid (ARGS="ingest DIR --detections md.json")
+run: $(STAMP)
+	$(BIN)/deerid $(ARGS)
+
+## set up, lint and run the whole test suite (PYTEST_ARGS="-k ingest" to narrow)
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+## speed and accuracy benchmarks (minutes): medians over repeated runs
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/backbones.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache artifacts

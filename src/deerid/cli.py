@@ -1,0 +1,395 @@
+"""The `deerid` command line: a thin adapter over the pipeline and the store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from deerid.core.config import Settings, get_settings
+
+app = typer.Typer(
+    help="Tell individual deer apart in trail-camera photos.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+deer_app = typer.Typer(help="Look at deer profiles.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(deer_app, name="deer")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError: name the variable that is wrong
+        _fail(f"invalid settings: {exc}")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can fix become one clear line, not a traceback."""
+    from deerid.db.embedded import EmbeddedDatabaseError
+    from deerid.db.session import DatabaseError
+    from deerid.ingest.megadetector import DetectionsFileError
+
+    try:
+        yield
+    except (
+        DetectionsFileError,
+        DatabaseError,
+        EmbeddedDatabaseError,
+        NotADirectoryError,
+        LookupError,
+    ) as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        if type(exc).__name__ == "WeightsUnavailableError":
+            _fail(str(exc))
+        raise
+
+
+def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    def start(label: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(label, total=total)
+        return lambda n: progress.advance(task, n)
+
+    return start
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if ctx.invoked_subcommand is None:
+        _overview()
+
+
+def _overview() -> None:
+    """What `deerid` with no arguments does: start the database, show what is stored, say what to do next."""
+    from deerid.db.session import describe_url, get_engine, session_factory
+    from deerid.store.deer import counts_by_sex
+
+    settings = _settings()
+    with _user_errors():
+        engine = get_engine(settings)
+        with session_factory(settings)() as session:
+            counts = counts_by_sex(session)
+    total = sum(counts.values())
+    console.print(f"deerid is ready. Database: {describe_url(engine.url.render_as_string(False))}")
+    if total:
+        parts = ", ".join(f"{n} {sex.value}" for sex, n in sorted(counts.items()))
+        console.print(f"{total} deer profiles ({parts}). See them with: [bold]deerid deer list[/]")
+    else:
+        console.print("No deer yet.")
+    console.print(
+        "Next: run MegaDetector on your photos, then\n"
+        "  [bold]deerid ingest PHOTOS_DIR --detections megadetector.json [--camera NAME][/]\n"
+        "  [bold]deerid deer list[/]   ·   [bold]deerid deer show ID[/]   ·   [bold]deerid config[/]"
+    )
+
+
+@app.command()
+def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print the effective settings."""
+    from deerid.db.session import describe_url
+
+    settings = _settings()
+    values: dict[str, Any] = settings.model_dump(mode="json")
+    values["resolved_device"] = settings.resolved_device
+    if settings.database_url:
+        values["database_url"] = describe_url(settings.database_url)
+    else:
+        values["database_url"] = f"(embedded PostgreSQL in {settings.pgdata_dir})"
+    if as_json:
+        print(json.dumps(values))
+        return
+    table = Table("setting", "value", show_header=True)
+    for key, value in values.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    photos_dir: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
+    detections: Annotated[
+        Path | None, typer.Option("--detections", "-d", help="MegaDetector batch output JSON.")
+    ] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera name (default: EXIF Make Model).")] = None,
+    reid: Annotated[bool, typer.Option("--reid/--no-reid", help="Re-identify the deer found.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
+) -> None:
+    """Store photos and their detections, and re-identify every deer big enough."""
+    from deerid.pipeline.ingest import ingest as run_ingest
+
+    settings = _settings()
+    if detections is None:
+        err.print(
+            "[yellow]warning:[/] no --detections file: photos are stored but no deer can be found. "
+            "Run MegaDetector first and pass its JSON output."
+        )
+    with _user_errors(), _bar(disable=as_json) as progress:
+        report = run_ingest(
+            settings,
+            photos_dir,
+            detections,
+            camera=camera,
+            reidentify=reid,
+            progress=_progress_factory(progress),
+        )
+    out = report.as_dict()
+    if not as_json:
+        _print_ingest_summary(out)
+    else:
+        _print_ingest_summary(out, to=err)
+        print(json.dumps(out))
+
+
+@contextmanager
+def _bar(disable: bool) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("{task.description:>15}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=disable or not err.is_terminal,
+        transient=False,
+    )
+    with progress:
+        yield progress
+
+
+def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
+    to.print(
+        f"photos: {out['photos']} ({out['photos_new']} new, {out['photos_existing']} already stored)\n"
+        f"detections: {out['detections']} at/above threshold ({out['detections_new']} new, "
+        f"{out['below_threshold']} below threshold)\n"
+        f"deer boxes: {out['deer_detections']} new, {out['too_small']} too small to identify, "
+        f"{out['not_deer']} other animals/people\n"
+        f"re-identified: {out['reidentified']} ({out['matched']} matched a known deer, "
+        f"{out['new_deer']} new deer), {out['failed']} failed"
+        + (f", {out['queued']} queued for the worker" if out["queued"] else "")
+        + f"\ntime: {out['seconds']:.1f} s"
+    )
+    if out["skipped"]:
+        to.print(f"skipped ({len(out['skipped'])}):")
+        for item in out["skipped"][:50]:
+            to.print(f"  {item['file']}: {item['reason']}")
+        if len(out["skipped"]) > 50:
+            to.print(f"  … and {len(out['skipped']) - 50} more (use --json for all)")
+
+
+def _fmt_time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@deer_app.command("list")
+def deer_list(
+    sex: Annotated[str | None, typer.Option(help="doe, fawn, buck or unknown.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One row per deer: id, name, sex, first/last seen, sightings, cameras."""
+    from deerid.db.session import session_factory
+    from deerid.domain.classes import Sex
+    from deerid.store.deer import list_deer
+
+    settings = _settings()
+    try:
+        sex_filter = Sex(sex) if sex else None
+    except ValueError:
+        _fail(f"unknown sex {sex!r}: use one of {', '.join(s.value for s in Sex)}")
+    with _user_errors(), session_factory(settings)() as session:
+        rows = list_deer(session, sex=sex_filter)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": str(r.id),
+                        "name": r.name,
+                        "sex": r.sex.value,
+                        "first_seen": r.first_seen.isoformat() if r.first_seen else None,
+                        "last_seen": r.last_seen.isoformat() if r.last_seen else None,
+                        "sightings": r.sighting_count,
+                        "confidence": r.confidence,
+                        "cameras": r.cameras,
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    table = Table("id", "name", "sex", "first seen", "last seen", "sightings", "cameras")
+    for r in rows:
+        table.add_row(
+            str(r.id)[:8],
+            r.name,
+            r.sex.value,
+            _fmt_time(r.first_seen),
+            _fmt_time(r.last_seen),
+            str(r.sighting_count),
+            ", ".join(r.cameras),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} deer")
+
+
+@deer_app.command("show")
+def deer_show(
+    deer: Annotated[str, typer.Argument(help="Deer id (or a unique prefix of it) or exact name.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A deer's sightings with time, camera and similarity."""
+    from deerid.db.session import session_factory
+    from deerid.store.deer import find_deer, sightings
+
+    settings = _settings()
+    with _user_errors(), session_factory(settings)() as session:
+        found = find_deer(session, deer)
+        if found is None:
+            _fail(f"no deer matches {deer!r}")
+        rows = sightings(session, found.id)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "id": str(found.id),
+                    "name": found.name,
+                    "sex": found.sex.value,
+                    "first_seen": found.first_seen.isoformat() if found.first_seen else None,
+                    "last_seen": found.last_seen.isoformat() if found.last_seen else None,
+                    "sighting_count": found.sighting_count,
+                    "confidence": found.confidence,
+                    "sightings": [
+                        {
+                            "detection_id": s.detection_id,
+                            "captured_at": s.captured_at.isoformat() if s.captured_at else None,
+                            "camera": s.camera,
+                            "image": s.image_path,
+                            "bbox": list(s.bbox),
+                            "class": s.class_label,
+                            "similarity": s.similarity,
+                            "assignment": s.assignment.value if s.assignment else None,
+                        }
+                        for s in rows
+                    ],
+                }
+            )
+        )
+        return
+    conf = f"{found.confidence:.3f}" if found.confidence is not None else "-"
+    console.print(
+        f"[bold]{found.name}[/] ({found.sex.value})  id {found.id}\n"
+        f"seen {found.sighting_count}× from {_fmt_time(found.first_seen)} to {_fmt_time(found.last_seen)}, "
+        f"confidence {conf}"
+    )
+    table = Table("detection", "time", "camera", "class", "similarity", "how", "photo")
+    for s in rows:
+        table.add_row(
+            str(s.detection_id),
+            _fmt_time(s.captured_at),
+            s.camera or "-",
+            s.class_label or "-",
+            f"{s.similarity:.3f}" if s.similarity is not None else "-",
+            s.assignment.value if s.assignment else "-",
+            Path(s.image_path).name,
+        )
+    console.print(table)
+
+
+@app.command()
+def reid(
+    detection_ids: Annotated[list[int] | None, typer.Argument(help="Detection ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every deer detection not yet assigned.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="With --all: retry detections that failed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-identify detections (in-process, or on the worker when a broker is set)."""
+    from deerid.pipeline.reid import reidentify_ids, unassigned
+
+    settings = _settings()
+    if not all_ and not detection_ids:
+        _fail("give detection ids or --all")
+    with _user_errors():
+        ids = list(detection_ids or []) or unassigned(settings, include_failed=retry_failed)
+        if settings.broker_url:
+            from deerid.tasks.reid import reidentify_batch_task
+
+            reidentify_batch_task.delay(ids)
+            out: dict[str, Any] = {"queued": len(ids)}
+        else:
+            with _bar(disable=as_json) as progress:
+                summary = reidentify_ids(
+                    settings, ids, progress=_progress_factory(progress)("re-identifying", len(ids))
+                )
+            out = {"detections": len(ids), **summary.as_dict()}
+    print(json.dumps(out) if as_json else ", ".join(f"{k}: {v}" for k, v in out.items()))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    loglevel: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run a Celery worker for re-ID tasks (needs DEERID_BROKER_URL)."""
+    settings = _settings()
+    if not settings.broker_url:
+        _fail("set DEERID_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    from deerid.tasks.celery_app import app as celery_app
+
+    celery_app.worker_main(
+        ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema (also done automatically on first use)."""
+    from deerid.db.session import describe_url, get_engine
+
+    with _user_errors():
+        engine = get_engine(_settings())
+    console.print(f"schema up to date at {describe_url(engine.url.render_as_string(False))}")
+
+
+@db_app.command("reindex")
+def db_reindex() -> None:
+    """Rebuild the HNSW vector indexes (after a large import or a re-embed)."""
+    import sqlalchemy as sa
+
+    from deerid.db.session import get_engine
+
+    with _user_errors(), get_engine(_settings()).begin() as conn:
+        # At the default maintenance_work_mem a 100k-row HNSW build takes ten times longer.
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '1GB'"))
+        conn.execute(sa.text("REINDEX INDEX ix_detections_embedding_hnsw"))
+        conn.execute(sa.text("REINDEX INDEX ix_deer_feature_vector_hnsw"))
+    console.print("vector indexes rebuilt")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

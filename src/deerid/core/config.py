@@ -1,0 +1,114 @@
+"""Settings, read once from the environment (and an optional `.env`).
+
+The four names from the reference design keep their bare environment names
+(`REID_THRESHOLD`, `DEVICE`, `MIN_CROP_SIZE`, `DATABASE_URL`) so existing
+deployments keep working; everything else is `DEERID_*`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BACKBONE = "efficientnet_lite2"
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("deerid"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEERID_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    reid_threshold: float = Field(
+        0.85,
+        ge=-1.0,
+        le=1.0,
+        validation_alias=AliasChoices("REID_THRESHOLD", "DEERID_REID_THRESHOLD"),
+        description="Cosine similarity at or above which a detection joins an existing deer.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        validation_alias=AliasChoices("DEVICE", "DEERID_DEVICE"),
+        description="Where the embedding network runs; auto = cuda when available, else cpu.",
+    )
+    min_crop_size: int = Field(
+        50,
+        ge=1,
+        validation_alias=AliasChoices("MIN_CROP_SIZE", "DEERID_MIN_CROP_SIZE"),
+        description="Boxes narrower or shorter than this many pixels are kept as too_small, not embedded.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "DEERID_DATABASE_URL"),
+        description="PostgreSQL with pgvector; unset = embedded server in the data dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Embedded database, model cache and crops live here.",
+    )
+    backbone: str = Field(DEFAULT_BACKBONE, description="Embedding backbone: see `deerid models list`.")
+    weights: Path | None = Field(
+        None,
+        description="Local backbone weights file (e.g. resnet50 ImageNet .pth) to use instead of a download.",
+    )
+    allow_download: bool = Field(
+        True, description="May a missing backbone weights file be downloaded from its published URL?"
+    )
+    detection_threshold: float = Field(
+        0.2, ge=0.0, le=1.0, description="Detector confidence below which boxes are ignored."
+    )
+    embed_batch_size: int = Field(16, ge=1, description="Crops per forward pass.")
+    broker_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DEERID_BROKER_URL", "CELERY_BROKER_URL"),
+        description="Celery broker; unset = re-ID tasks run in-process.",
+    )
+
+    task_visibility_timeout: int = Field(
+        3600,
+        ge=1,
+        description="Seconds before a task taken by a worker that died is delivered again (Redis).",
+    )
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.data_dir / "crops"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings, so the next `get_settings()` rereads the environment."""
+    get_settings.cache_clear()

@@ -1,0 +1,106 @@
+"""Engine and sessions: the embedded server by default, any PostgreSQL with pgvector by `DATABASE_URL`.
+
+The schema is brought up to date on first connect in each process (Alembic,
+under an advisory lock so two processes starting together do not race).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from deerid.core.config import Settings
+from deerid.db.embedded import start_embedded
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_KEY = 0x6465657269640001  # "deerid" + 1: any constant unique to this app
+
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
+class DatabaseError(RuntimeError):
+    pass
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste (postgres://, postgresql://) and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return normalise_url(settings.database_url)
+    return start_embedded(settings.pgdata_dir)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and `deerid config`."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def get_engine(settings: Settings) -> sa.Engine:
+    key = f"{settings.database_url or ''}|{settings.pgdata_dir}"
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            url = database_url(settings)
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            try:
+                upgrade_schema(engine)
+            except sa.exc.OperationalError as exc:
+                engine.dispose()
+                raise DatabaseError(f"cannot reach the database at {describe_url(url)}: {exc.orig}") from exc
+            _engines[key] = engine
+        return engine
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(settings), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """One transaction: committed on success, rolled back on error."""
+    factory = session_factory(settings)
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config(engine: sa.Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade_schema(engine: sa.Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        try:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+
+
+def dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

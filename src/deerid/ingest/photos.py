@@ -1,0 +1,199 @@
+"""Photo metadata: decoded size, capture time and camera, from one open.
+
+Orientation follows MegaDetector, because its boxes are fractions of the
+image as *it* loaded it (`visualization_utils.open_image`): EXIF orientation
+3, 6 and 8 are applied as 180/270/90 degree rotations; mirrored orientations
+(2, 4, 5, 7) are not applied; and an image MegaDetector first converts to RGB
+(mode L or RGBA) is never rotated, because the converted copy carries no EXIF.
+`md_transpose` is that rule; `width`/`height` here and every crop box use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+CapturedAtSource = Literal["exif_datetime_original", "exif_datetime_digitized", "exif_datetime", "file_mtime"]
+
+_TAG_MAKE = 0x010F
+_TAG_MODEL = 0x0110
+_TAG_ORIENTATION = 0x0112
+_TAG_DATETIME = 0x0132
+_IFD_EXIF = 0x8769
+_TAG_DATETIME_ORIGINAL = 0x9003  # 36867
+_TAG_DATETIME_DIGITIZED = 0x9004  # 36868
+
+_MD_ROTATIONS: dict[int, Image.Transpose] = {
+    3: Image.Transpose.ROTATE_180,
+    6: Image.Transpose.ROTATE_270,
+    8: Image.Transpose.ROTATE_90,
+}
+# Modes MegaDetector keeps as they are; it converts L and RGBA to RGB (losing
+# EXIF, hence no rotation) and rejects every other mode.
+_MD_UNCONVERTED_MODES = frozenset({"RGB", "I;16"})
+
+# EXIF says "YYYY:MM:DD HH:MM:SS"; some writers use - or / in the date or a T.
+_EXIF_DATETIME = re.compile(r"^\s*(\d{4})[:\-/](\d{2})[:\-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+
+
+class PhotoReadError(ValueError):
+    """A photo cannot be opened or decoded."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"cannot read photo {path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PhotoMeta:
+    width: int
+    """Pixels, after the orientation MegaDetector applies (see module doc)."""
+    height: int
+    captured_at: datetime | None
+    """Naive, camera local time (no zone is recorded by trail cameras)."""
+    captured_at_source: CapturedAtSource
+    camera_make: str | None
+    camera_model: str | None
+    orientation: int | None = None
+    """EXIF orientation as written (1-8), None when absent or unreadable."""
+
+
+def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
+    """Size, capture time and camera of a photo.
+
+    Capture time comes from EXIF DateTimeOriginal, then DateTimeDigitized,
+    then DateTime (IFD0), then the file's modification time read as local
+    time (copying off a FAT-formatted SD card keeps the camera's wall clock
+    there). `captured_at_source` says which one was used.
+
+    With `verify` (the default) the pixels are decoded at 1/8 scale, so a
+    truncated or corrupt file raises here rather than at crop time.
+
+    Raises `PhotoReadError` for a missing, unreadable, non-image or corrupt file.
+    """
+    path = Path(path)
+    with open_photo(path) as image:
+        exif = _exif(image)
+        transpose = md_transpose(image, exif)
+        width, height = image.size
+        if transpose in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270):
+            width, height = height, width
+        if verify:
+            if image.format == "JPEG":
+                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            decode(image, path)
+
+    exif_ifd = _exif_ifd(exif)
+    captured_at: datetime | None = None
+    source: CapturedAtSource = "file_mtime"
+    candidates: tuple[tuple[object, CapturedAtSource], ...] = (
+        (exif_ifd.get(_TAG_DATETIME_ORIGINAL), "exif_datetime_original"),
+        (exif_ifd.get(_TAG_DATETIME_DIGITIZED), "exif_datetime_digitized"),
+        (exif.get(_TAG_DATETIME), "exif_datetime"),
+    )
+    for value, candidate in candidates:
+        captured_at = parse_exif_datetime(value)
+        if captured_at is not None:
+            source = candidate
+            break
+    if captured_at is None:
+        try:
+            captured_at = datetime.fromtimestamp(path.stat().st_mtime)
+        except (OSError, OverflowError, ValueError):
+            captured_at = None
+
+    return PhotoMeta(
+        width=width,
+        height=height,
+        captured_at=captured_at,
+        captured_at_source=source,
+        camera_make=_exif_text(exif.get(_TAG_MAKE)),
+        camera_model=_exif_text(exif.get(_TAG_MODEL)),
+        orientation=_orientation(exif),
+    )
+
+
+def open_photo(path: Path) -> Image.Image:
+    """`Image.open` that reports failure as `PhotoReadError`. Pixels are not decoded yet."""
+    try:
+        return Image.open(path)
+    except FileNotFoundError as exc:
+        raise PhotoReadError(path, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise PhotoReadError(path, "is a directory") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise PhotoReadError(path, "not an image file Pillow can identify") from exc
+    except OSError as exc:
+        raise PhotoReadError(path, exc.strerror or str(exc)) from exc
+
+
+def decode(image: Image.Image, path: Path) -> None:
+    """Decode the pixels (honouring any draft already set); corrupt data raises `PhotoReadError`."""
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise PhotoReadError(path, str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow says "image file is truncated (N bytes not processed)" or
+        # "broken data stream"; both mean the file is damaged.
+        raise PhotoReadError(path, f"corrupt or truncated image data ({exc})") from exc
+
+
+def md_transpose(image: Image.Image, exif: Image.Exif | None = None) -> Image.Transpose | None:
+    """The rotation MegaDetector applied to this image before detecting, or None."""
+    if image.mode not in _MD_UNCONVERTED_MODES:
+        return None
+    return _MD_ROTATIONS.get(_orientation(exif if exif is not None else _exif(image)) or 1)
+
+
+def parse_exif_datetime(value: object) -> datetime | None:
+    """`datetime` for an EXIF date string, None for blank, zeroed or impossible dates."""
+    text = _exif_text(value)
+    if text is None:
+        return None
+    match = _EXIF_DATETIME.match(text)
+    if match is None:
+        return None
+    try:
+        return datetime(*(int(group) for group in match.groups()))
+    except ValueError:
+        # "0000:00:00 00:00:00" is what cameras write when the clock was never set.
+        return None
+
+
+def _exif(image: Image.Image) -> Image.Exif:
+    try:
+        return image.getexif()
+    except Exception:
+        # Damaged EXIF must not make a decodable photo unreadable; it only
+        # loses the metadata, and capture time falls back to the file time.
+        return Image.Exif()
+
+
+def _exif_ifd(exif: Image.Exif) -> dict[int, object]:
+    try:
+        return dict(exif.get_ifd(_IFD_EXIF))
+    except Exception:
+        return {}
+
+
+def _orientation(exif: Image.Exif) -> int | None:
+    value = exif.get(_TAG_ORIENTATION)
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def _exif_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    # EXIF ASCII is NUL-terminated and fixed-width fields are NUL-padded;
+    # anything after the first NUL is padding or garbage.
+    text = value.strip("\x00 \t\r\n").split("\x00", 1)[0].strip()
+    return text or None

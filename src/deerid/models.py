@@ -1,0 +1,147 @@
+"""Database tables (SQLAlchemy 2). The schema itself is owned by the Alembic
+migrations in `deerid/db/migrations`; these classes must agree with them
+(`tests/test_db.py` checks that autogenerate finds no difference)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from deerid.domain.classes import Sex
+
+EMBEDDING_DIM = 512
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DetectionStatus(StrEnum):
+    PENDING = "pending"  # a deer box waiting for re-identification
+    ASSIGNED = "assigned"  # belongs to a deer
+    TOO_SMALL = "too_small"  # a deer box under MIN_CROP_SIZE: kept, never embedded
+    NOT_DEER = "not_deer"  # persons, vehicles, other animals: stored, never re-identified
+    FAILED = "failed"  # the crop or the embedding failed; `error` says why
+
+
+class Assignment(StrEnum):
+    MATCHED = "matched"  # joined an existing deer automatically
+    NEW = "new"  # founded a new deer profile automatically
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    make: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"), index=True)
+    captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), index=True)
+    captured_at_source: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    camera: Mapped[Camera | None] = relationship()
+
+
+class Deer(Base):
+    __tablename__ = "deer"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(Text)
+    sex: Mapped[Sex] = mapped_column(_enum(Sex, "deer_sex"))
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    feature_vector: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    model_id: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    sighting_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index(
+            "ix_deer_feature_vector_hnsw",
+            "feature_vector",
+            postgresql_using="hnsw",
+            postgresql_ops={"feature_vector": "vector_cosine_ops"},
+        ),
+    )
+
+
+class Detection(Base):
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    source_index: Mapped[int] = mapped_column(Integer)
+    bbox_x: Mapped[float] = mapped_column(Float)
+    bbox_y: Mapped[float] = mapped_column(Float)
+    bbox_w: Mapped[float] = mapped_column(Float)
+    bbox_h: Mapped[float] = mapped_column(Float)
+    detector_conf: Mapped[float] = mapped_column(Float)
+    category: Mapped[str] = mapped_column(Text)
+    class_label: Mapped[str | None] = mapped_column(Text)
+    class_conf: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[Sex | None] = mapped_column(_enum(Sex, "deer_sex"))
+    status: Mapped[DetectionStatus] = mapped_column(_enum(DetectionStatus, "detection_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    model_id: Mapped[str | None] = mapped_column(Text)
+    deer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("deer.id", ondelete="SET NULL"), index=True
+    )
+    similarity: Mapped[float | None] = mapped_column(Float)
+    matched_detection_id: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="SET NULL"))
+    assignment: Mapped[Assignment | None] = mapped_column(_enum(Assignment, "assignment"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reidentified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    image: Mapped[Image] = relationship()
+    deer: Mapped[Deer | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "source_index", name="uq_detections_image_source_index"),
+        Index("ix_detections_status", "status"),
+        Index(
+            "ix_detections_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )

@@ -1,0 +1,255 @@
+"""Ingest a folder of photos with their MegaDetector output: store, crop, embed, match.
+
+Photos and boxes are committed photo by photo before any re-identification,
+so an interrupted run loses nothing: the boxes wait as `pending` and the next
+ingest of the same folder (or `deerid reid --all`) finishes them. Content
+hashes make a second run over the same photos a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from deerid.core.config import Settings
+from deerid.db.session import session_factory
+from deerid.domain.classes import Kind, sex_for_class
+from deerid.ingest.crop import pixel_box
+from deerid.ingest.megadetector import MDBatch, MDImage, load_detections
+from deerid.ingest.paths import match_files
+from deerid.ingest.photos import PhotoMeta, PhotoReadError, read_photo_meta
+from deerid.ingest.scan import iter_photos, sha256_file
+from deerid.models import Detection, DetectionStatus
+from deerid.reid.service import Outcome
+from deerid.store import detections as det_store
+from deerid.store import photos as photo_store
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""progress(label, total) -> advance(n): how the CLI shows a bar without the pipeline knowing how."""
+
+
+@dataclass
+class IngestReport:
+    photos: int = 0  # photos found under the folder
+    photos_new: int = 0
+    photos_existing: int = 0  # same content already stored (this run or before)
+    detections: int = 0  # boxes for these photos at or above the detector threshold
+    detections_new: int = 0
+    below_threshold: int = 0
+    deer_detections: int = 0  # deer boxes among the new detections
+    too_small: int = 0
+    not_deer: int = 0
+    reidentified: int = 0  # deer boxes given a deer in this run
+    matched: int = 0
+    new_deer: int = 0
+    failed: int = 0
+    queued: int = 0  # sent to a worker instead of being done here
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def skip(self, file: str, reason: str) -> None:
+        self.skipped.append({"file": file, "reason": reason})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _noop_progress(label: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def camera_name(meta: PhotoMeta, override: str | None) -> str | None:
+    if override:
+        return override
+    parts = [p for p in (meta.camera_make, meta.camera_model) if p]
+    if len(parts) == 2 and parts[1].upper().startswith(parts[0].upper()):
+        parts = parts[1:]  # "Canon" + "Canon EOS 5D" reads better as the model alone
+    return " ".join(parts) or None
+
+
+def _new_detections(
+    md_image: MDImage | None, meta: PhotoMeta, settings: Settings, report: IngestReport
+) -> list[det_store.NewDetection]:
+    if md_image is None:
+        return []
+    rows: list[det_store.NewDetection] = []
+    for det in md_image.detections:
+        if det.conf < settings.detection_threshold:
+            report.below_threshold += 1
+            continue
+        report.detections += 1
+        if det.kind is Kind.DEER and det.deer_class is not None:
+            x0, y0, x1, y1 = pixel_box(det.bbox, meta.width, meta.height)
+            width_px, height_px = x1 - x0, y1 - y0
+            small = min(width_px, height_px) < settings.min_crop_size
+            rows.append(
+                det_store.NewDetection(
+                    source_index=det.index,
+                    bbox=det.bbox,
+                    detector_conf=det.conf,
+                    category=det.category,
+                    class_label=det.deer_class.value,
+                    class_conf=det.class_conf,
+                    sex=sex_for_class(det.deer_class),
+                    status=DetectionStatus.TOO_SMALL if small else DetectionStatus.PENDING,
+                    error=(
+                        f"box {width_px}x{height_px} px is under MIN_CROP_SIZE={settings.min_crop_size}"
+                        if small
+                        else None
+                    ),
+                )
+            )
+        else:
+            label = det.extra.get("label") if isinstance(det.extra.get("label"), str) else None
+            rows.append(
+                det_store.NewDetection(
+                    source_index=det.index,
+                    bbox=det.bbox,
+                    detector_conf=det.conf,
+                    category=det.category,
+                    class_label=label or det.class_label,
+                    class_conf=det.class_conf,
+                    sex=None,
+                    status=DetectionStatus.NOT_DEER,
+                )
+            )
+    return rows
+
+
+def _index_batch(batch: MDBatch | None, relpaths: list[str], report: IngestReport) -> dict[str, MDImage]:
+    """Detections by photo relpath; problems in the file go to the report."""
+    if batch is None:
+        return {}
+    for problem in batch.problems:
+        report.skip(problem.file, problem.reason)
+    matched = match_files([img.file for img in batch.images], relpaths)
+    by_photo: dict[str, MDImage] = {}
+    for img in batch.images:
+        photo = matched.get(img.file)
+        if photo is None:
+            report.skip(img.file, "listed in the detections file but not found under the photo folder")
+            continue
+        if img.failure:
+            report.skip(img.file, f"the detector failed on this photo: {img.failure}")
+        by_photo[photo] = img
+    return by_photo
+
+
+def ingest(
+    settings: Settings,
+    photos_dir: Path,
+    detections: Path | None = None,
+    *,
+    camera: str | None = None,
+    reidentify: bool = True,
+    progress: Progress = _noop_progress,
+) -> IngestReport:
+    started = time.perf_counter()
+    report = IngestReport()
+    photos_dir = Path(photos_dir)
+    if not photos_dir.is_dir():
+        raise NotADirectoryError(f"photo folder not found: {photos_dir}")
+    batch = load_detections(detections) if detections is not None else None
+
+    photos = list(iter_photos(photos_dir))
+    report.photos = len(photos)
+    by_photo = _index_batch(batch, [rel for _, rel in photos], report)
+
+    factory = session_factory(settings)
+    image_ids: list[int] = []
+    advance = progress("photos", len(photos))
+    for path, rel in photos:
+        try:
+            digest = sha256_file(path)
+            meta = read_photo_meta(path)
+        except (OSError, PhotoReadError) as exc:
+            report.skip(rel, str(exc))
+            advance(1)
+            continue
+        rows = _new_detections(by_photo.get(rel), meta, settings, report)
+        with factory() as session, session.begin():
+            name = camera_name(meta, camera)
+            camera_id = (
+                photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model)
+                if name
+                else None
+            )
+            image_id, created = photo_store.add_image(
+                session,
+                path=str(path.resolve()),
+                sha256=digest,
+                camera_id=camera_id,
+                captured_at=meta.captured_at,
+                captured_at_source=meta.captured_at_source,
+                width=meta.width,
+                height=meta.height,
+                file_size=path.stat().st_size,
+            )
+            new_ids = det_store.add_detections(session, image_id, rows)
+        image_ids.append(image_id)
+        report.photos_new += int(created)
+        report.photos_existing += int(not created)
+        report.detections_new += len(new_ids)
+        if new_ids:
+            _count_new(factory, new_ids, report)
+        advance(1)
+
+    if reidentify:
+        _reidentify(settings, factory, image_ids, report, progress)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _count_new(factory: Any, new_ids: list[int], report: IngestReport) -> None:
+    with factory() as session:
+        statuses = session.execute(
+            sa.select(Detection.status, Detection.sex).where(Detection.id.in_(new_ids))
+        ).all()
+    for status, sex in statuses:
+        if sex is not None:
+            report.deer_detections += 1
+        if status is DetectionStatus.TOO_SMALL:
+            report.too_small += 1
+        elif status is DetectionStatus.NOT_DEER:
+            report.not_deer += 1
+
+
+def _reidentify(
+    settings: Settings, factory: Any, image_ids: list[int], report: IngestReport, progress: Progress
+) -> None:
+    # Every pending box of these photos, not only this run's: finishes an interrupted earlier run.
+    with factory() as session:
+        pending = list(
+            session.execute(
+                sa.select(Detection.id).where(
+                    Detection.image_id.in_(image_ids),
+                    Detection.status == DetectionStatus.PENDING,
+                    Detection.deer_id.is_(None),
+                )
+            ).scalars()
+        )
+    if not pending:
+        return
+    if settings.broker_url:
+        from deerid.tasks.reid import reidentify_deer_task
+
+        for det_id in pending:
+            reidentify_deer_task.delay(det_id)
+        report.queued = len(pending)
+        return
+
+    from deerid.pipeline.reid import reidentify_ids
+
+    summary = reidentify_ids(settings, pending, progress=progress("re-identifying", len(pending)))
+    report.matched = summary.count(Outcome.MATCHED)
+    report.new_deer = summary.count(Outcome.NEW_DEER)
+    report.failed = summary.count(Outcome.FAILED)
+    report.reidentified = report.matched + report.new_deer
+    for result in summary.results:
+        if result.outcome is Outcome.FAILED:
+            report.skip(f"detection {result.detection_id}", result.error or "re-identification failed")

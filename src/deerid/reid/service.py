@@ -1,0 +1,245 @@
+"""Re-identify stored deer detections: embed what has no vector yet, then match.
+
+Each detection is assigned in its own short transaction that holds the lock
+of its sex partition, so concurrent workers never found two profiles for one
+animal, and a worker killed halfway loses at most the detection it was on
+(which stays `pending` and is picked up by the next `deerid reid --all`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image as PILImage
+from sqlalchemy.orm import Session, sessionmaker
+
+from deerid.domain.classes import Sex
+from deerid.domain.matching import decide
+from deerid.ingest.crop import crop_boxes
+from deerid.models import Assignment, Detection, DetectionStatus
+from deerid.store import deer as deer_store
+from deerid.store import detections as det_store
+
+log = logging.getLogger(__name__)
+
+
+class EmbedderLike(Protocol):
+    model_id: str
+    input_size: int
+
+    def embed(self, images: Sequence[PILImage.Image]) -> np.ndarray: ...
+
+
+class Outcome(StrEnum):
+    MATCHED = "matched"
+    NEW_DEER = "new_deer"
+    ALREADY_ASSIGNED = "already_assigned"
+    NOT_DEER = "not_deer"
+    TOO_SMALL = "too_small"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ReidResult:
+    detection_id: int
+    outcome: Outcome
+    deer_id: UUID | None = None
+    similarity: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class ReidSummary:
+    results: list[ReidResult] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    def as_dict(self) -> dict[str, int]:
+        return {o.value: self.count(o) for o in Outcome}
+
+
+def embed_detections(
+    factory: sessionmaker[Session],
+    detection_ids: Sequence[int],
+    embedder: EmbedderLike,
+    *,
+    min_size: int,
+    batch_size: int = 16,
+    force: bool = False,
+) -> dict[int, str]:
+    """Give each detection an embedding of the embedder's model; return {id: error} for failures.
+
+    Crops are read photo by photo (one decode per photo for all its boxes) and
+    embedded in batches; each batch is committed on its own so an interrupted
+    run keeps what it finished."""
+    with factory() as session:
+        items = det_store.work_items(session, detection_ids)
+    todo = [i for i in items if force or not i.has_embedding or i.model_id != embedder.model_id]
+    by_photo: dict[str, list[det_store.WorkItem]] = defaultdict(list)
+    for item in todo:
+        by_photo[item.image_path].append(item)
+
+    errors: dict[int, str] = {}
+    pending_ids: list[int] = []
+    pending_crops: list[PILImage.Image] = []
+
+    def flush() -> None:
+        if not pending_ids:
+            return
+        vectors = embedder.embed(pending_crops)
+        with factory() as session, session.begin():
+            for det_id, vec in zip(pending_ids, vectors, strict=True):
+                det_store.set_embedding(session, det_id, vec, embedder.model_id)
+        pending_ids.clear()
+        pending_crops.clear()
+
+    for path, photo_items in by_photo.items():
+        try:
+            crops = crop_boxes(path, [i.bbox for i in photo_items], min_size, embedder.input_size)
+        except (OSError, ValueError) as exc:  # PhotoReadError names the photo and the reason
+            for item in photo_items:
+                errors[item.detection_id] = str(exc)
+            continue
+        for item, crop in zip(photo_items, crops, strict=True):
+            if crop.image is None:
+                errors[item.detection_id] = "crop smaller than MIN_CROP_SIZE"
+                continue
+            pending_ids.append(item.detection_id)
+            pending_crops.append(crop.image)
+            if len(pending_ids) >= batch_size:
+                flush()
+    flush()
+
+    if errors:
+        with factory() as session, session.begin():
+            for det_id, reason in errors.items():
+                det_store.mark_failed(session, det_id, reason)
+    return errors
+
+
+def assign_detection(
+    factory: sessionmaker[Session], detection_id: int, *, threshold: float, model_id: str
+) -> ReidResult:
+    """Match one embedded detection to a deer of its sex, or found a new deer."""
+    with factory() as session, session.begin():
+        det = session.get(Detection, detection_id)
+        if det is None:
+            raise LookupError(f"no detection with id {detection_id}")
+        if det.deer_id is not None:
+            return ReidResult(detection_id, Outcome.ALREADY_ASSIGNED, det.deer_id, det.similarity)
+        if det.sex is None:
+            return ReidResult(detection_id, Outcome.NOT_DEER)
+        if det.status is DetectionStatus.TOO_SMALL:
+            return ReidResult(detection_id, Outcome.TOO_SMALL)
+        if det.embedding is None or det.model_id != model_id:
+            return ReidResult(
+                detection_id, Outcome.FAILED, error=det.error or "no embedding of the active model"
+            )
+
+        sex = Sex(det.sex)
+        deer_store.lock_partition(session, sex)
+        # Another worker may have assigned it while this one waited for the lock.
+        session.refresh(det)
+        if det.deer_id is not None:
+            return ReidResult(detection_id, Outcome.ALREADY_ASSIGNED, det.deer_id, det.similarity)
+
+        vector = np.asarray(det.embedding, dtype=np.float32)
+        candidates = deer_store.nearest_sightings(
+            session, vector, sex=sex, model_id=model_id, exclude_detection=det.id
+        )
+        excluded = deer_store.deer_in_image(session, det.image_id, except_detection=det.id)
+        decision = decide(candidates, threshold, excluded_deer=excluded)
+        when = det_store.now()
+        if decision.deer_id is not None:
+            deer_store.assign(
+                session,
+                det.id,
+                decision.deer_id,
+                similarity=decision.similarity,
+                via_detection_id=decision.via_detection_id,
+                assignment=Assignment.MATCHED,
+                when=when,
+            )
+            deer_store.recompute_profile(session, decision.deer_id)
+            return ReidResult(detection_id, Outcome.MATCHED, decision.deer_id, decision.similarity)
+
+        # A founding sighting records how close it came to the nearest other
+        # deer: the review queue looks for new profiles that nearly matched.
+        deer_id = deer_store.create_deer(session, sex, model_id)
+        deer_store.assign(
+            session,
+            det.id,
+            deer_id,
+            similarity=decision.similarity,
+            via_detection_id=decision.via_detection_id,
+            assignment=Assignment.NEW,
+            when=when,
+        )
+        deer_store.recompute_profile(session, deer_id)
+        return ReidResult(detection_id, Outcome.NEW_DEER, deer_id, decision.similarity)
+
+
+def reidentify(
+    factory: sessionmaker[Session],
+    detection_ids: Iterable[int],
+    embedder: EmbedderLike,
+    *,
+    threshold: float,
+    min_size: int,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> ReidSummary:
+    """Embed (where needed) and assign each detection, in capture-time order."""
+    ids = list(detection_ids)
+    summary = ReidSummary()
+    if not ids:
+        return summary
+    errors = embed_detections(factory, ids, embedder, min_size=min_size, batch_size=batch_size)
+    with factory() as session:
+        ordered = [item.detection_id for item in det_store.work_items(session, ids)]
+    missing = set(ids) - set(ordered)
+    if missing:
+        raise LookupError(f"no detection with id {min(missing)}")
+    for det_id in ordered:
+        if det_id in errors:
+            summary.results.append(ReidResult(det_id, Outcome.FAILED, error=errors[det_id]))
+        else:
+            summary.results.append(
+                assign_detection(factory, det_id, threshold=threshold, model_id=embedder.model_id)
+            )
+        if progress is not None:
+            progress(1)
+    return summary
+
+
+def unassign(session: Session, detection_ids: Sequence[int]) -> None:
+    """Take detections out of their deer (before a forced re-run); emptied deer are deleted."""
+    deer_ids = set(
+        session.execute(
+            sa.select(Detection.deer_id).where(
+                Detection.id.in_(detection_ids), Detection.deer_id.is_not(None)
+            )
+        ).scalars()
+    )
+    session.execute(
+        sa.update(Detection)
+        .where(Detection.id.in_(detection_ids), Detection.status == DetectionStatus.ASSIGNED)
+        .values(
+            deer_id=None,
+            similarity=None,
+            matched_detection_id=None,
+            assignment=None,
+            status=DetectionStatus.PENDING,
+        )
+    )
+    for deer_id in deer_ids:
+        deer_store.recompute_profile(session, deer_id)

@@ -1,0 +1,247 @@
+"""Deer profiles: nearest sightings, assignment, and the profile's derived fields.
+
+A profile's derived fields are always recomputed from its sightings, never
+nudged incrementally, so a merge, a split or a re-run can never leave counts
+or dates out of step:
+- sighting_count: number of detections assigned to the deer;
+- first_seen / last_seen: earliest / latest capture time of those photos;
+- feature_vector: L2-normalised mean of the sightings' embeddings (of the
+  deer's model id): a summary for display and for "similar deer" search;
+  matching itself compares against every sighting;
+- confidence: mean similarity with which sightings joined the deer by
+  matching; NULL while the deer has only its founding sighting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
+from sqlalchemy.orm import Session
+
+from deerid.domain.classes import Sex
+from deerid.domain.matching import Candidate
+from deerid.models import EMBEDDING_DIM, Assignment, Camera, Deer, Detection, DetectionStatus, Image
+
+NEIGHBOURS = 64  # sightings fetched per query: enough to cover several deer with many sightings each
+
+_NAME_PREFIX = {Sex.BUCK: "Buck", Sex.DOE: "Doe", Sex.FAWN: "Fawn", Sex.UNKNOWN: "Deer"}
+
+
+def lock_partition(session: Session, sex: Sex) -> None:
+    """Serialise matching within one sex partition until the transaction ends.
+
+    Without it two processes could each find no match for the same new animal
+    and found two profiles for it."""
+    session.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"deerid:match:{sex.value}"}
+    )
+
+
+def nearest_sightings(
+    session: Session,
+    vector: np.ndarray,
+    *,
+    sex: Sex,
+    model_id: str,
+    exclude_detection: int,
+    limit: int = NEIGHBOURS,
+) -> list[Candidate]:
+    """Nearest assigned sightings of deer of `sex` embedded by `model_id`, by cosine similarity."""
+    distance = Detection.embedding.cosine_distance(vector)
+    rows = session.execute(
+        sa.select(Detection.id, Detection.deer_id, (1 - distance).label("similarity"))
+        .where(
+            Detection.sex == sex,
+            Detection.model_id == model_id,
+            Detection.deer_id.is_not(None),
+            Detection.id != exclude_detection,
+        )
+        .order_by(distance)
+        .limit(limit)
+    ).all()
+    return [Candidate(r[0], r[1], float(r[2])) for r in rows]
+
+
+def deer_in_image(session: Session, image_id: int, *, except_detection: int) -> set[uuid.UUID]:
+    rows = session.execute(
+        sa.select(Detection.deer_id).where(
+            Detection.image_id == image_id,
+            Detection.deer_id.is_not(None),
+            Detection.id != except_detection,
+        )
+    )
+    return set(rows.scalars())
+
+
+def create_deer(session: Session, sex: Sex, model_id: str) -> uuid.UUID:
+    number = session.execute(sa.text(f"SELECT nextval('deer_number_{sex.value}')")).scalar_one()
+    deer_id = uuid.uuid4()
+    session.add(
+        Deer(id=deer_id, name=f"{_NAME_PREFIX[sex]} {number}", sex=sex, model_id=model_id, sighting_count=0)
+    )
+    session.flush()
+    return deer_id
+
+
+def assign(
+    session: Session,
+    detection_id: int,
+    deer_id: uuid.UUID,
+    *,
+    similarity: float | None,
+    via_detection_id: int | None,
+    assignment: Assignment,
+    when: datetime,
+) -> None:
+    session.execute(
+        sa.update(Detection)
+        .where(Detection.id == detection_id)
+        .values(
+            deer_id=deer_id,
+            similarity=similarity,
+            matched_detection_id=via_detection_id,
+            assignment=assignment,
+            status=DetectionStatus.ASSIGNED,
+            reidentified_at=when,
+            error=None,
+        )
+    )
+
+
+def recompute_profile(session: Session, deer_id: uuid.UUID) -> bool:
+    """Refresh a deer's derived fields from its sightings; delete it if none are left.
+
+    Returns False when the deer was deleted."""
+    stats = session.execute(
+        sa.select(
+            sa.func.count(Detection.id),
+            sa.func.min(Image.captured_at),
+            sa.func.max(Image.captured_at),
+            sa.func.avg(Detection.similarity).filter(Detection.assignment == Assignment.MATCHED),
+        )
+        .join(Image, Image.id == Detection.image_id)
+        .where(Detection.deer_id == deer_id)
+    ).one()
+    count, first_seen, last_seen, confidence = stats
+    if count == 0:
+        session.execute(sa.delete(Deer).where(Deer.id == deer_id))
+        return False
+    model_id = session.execute(sa.select(Deer.model_id).where(Deer.id == deer_id)).scalar_one()
+    mean = session.execute(
+        sa.select(sa.func.avg(Detection.embedding, type_=Vector(EMBEDDING_DIM))).where(
+            Detection.deer_id == deer_id, Detection.model_id == model_id
+        )
+    ).scalar()
+    feature = None
+    if mean is not None:
+        vec = np.asarray(mean, dtype=np.float32)
+        norm = float(np.linalg.norm(vec))
+        feature = vec / norm if norm > 0 else None
+    session.execute(
+        sa.update(Deer)
+        .where(Deer.id == deer_id)
+        .values(
+            sighting_count=count,
+            first_seen=first_seen,
+            last_seen=last_seen,
+            confidence=confidence,
+            feature_vector=feature,
+        )
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class DeerSummary:
+    id: uuid.UUID
+    name: str
+    sex: Sex
+    first_seen: datetime | None
+    last_seen: datetime | None
+    sighting_count: int
+    confidence: float | None
+    cameras: list[str]
+
+
+def list_deer(session: Session, *, sex: Sex | None = None) -> list[DeerSummary]:
+    cameras = (
+        sa.select(sa.func.array_agg(sa.distinct(Camera.name)))
+        .select_from(Detection)
+        .join(Image, Image.id == Detection.image_id)
+        .join(Camera, Camera.id == Image.camera_id)
+        .where(Detection.deer_id == Deer.id)
+        .scalar_subquery()
+    )
+    query = sa.select(Deer, cameras).order_by(Deer.last_seen.desc().nulls_last(), Deer.name)
+    if sex is not None:
+        query = query.where(Deer.sex == sex)
+    return [
+        DeerSummary(
+            d.id, d.name, d.sex, d.first_seen, d.last_seen, d.sighting_count, d.confidence, sorted(cams or [])
+        )
+        for d, cams in session.execute(query).all()
+    ]
+
+
+@dataclass(frozen=True)
+class Sighting:
+    detection_id: int
+    image_id: int
+    image_path: str
+    captured_at: datetime | None
+    camera: str | None
+    bbox: tuple[float, float, float, float]
+    class_label: str | None
+    similarity: float | None
+    assignment: Assignment | None
+
+
+def find_deer(session: Session, key: str) -> Deer | None:
+    """A deer by full UUID, unique UUID prefix, or exact name."""
+    try:
+        return session.get(Deer, uuid.UUID(key))
+    except ValueError:
+        pass
+    by_name = session.execute(sa.select(Deer).where(Deer.name == key)).scalars().all()
+    if len(by_name) == 1:
+        return by_name[0]
+    by_prefix = (
+        session.execute(sa.select(Deer).where(sa.cast(Deer.id, sa.Text).like(f"{key.lower()}%")).limit(2))
+        .scalars()
+        .all()
+    )
+    return by_prefix[0] if len(by_prefix) == 1 else None
+
+
+def sightings(session: Session, deer_id: uuid.UUID) -> list[Sighting]:
+    rows = session.execute(
+        sa.select(Detection, Image, Camera.name)
+        .join(Image, Image.id == Detection.image_id)
+        .outerjoin(Camera, Camera.id == Image.camera_id)
+        .where(Detection.deer_id == deer_id)
+        .order_by(Image.captured_at.nulls_last(), Detection.id)
+    ).all()
+    return [
+        Sighting(
+            det.id,
+            img.id,
+            img.path,
+            img.captured_at,
+            cam,
+            (det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h),
+            det.class_label,
+            det.similarity,
+            det.assignment,
+        )
+        for det, img, cam in rows
+    ]
+
+
+def counts_by_sex(session: Session) -> dict[Sex, int]:
+    rows = session.execute(sa.select(Deer.sex, sa.func.count()).group_by(Deer.sex)).all()
+    return {sex: n for sex, n in rows}

@@ -1,0 +1,39 @@
+"""Celery tasks: thin adapters over `deerid.pipeline.reid`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from deerid.core.config import get_settings
+from deerid.pipeline.reid import reidentify_ids, unassigned
+from deerid.tasks.celery_app import app
+
+_RETRY: dict[str, Any] = {
+    # A database restart or a dropped connection is worth retrying; bad input is not.
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "max_retries": 5,
+}
+
+
+@app.task(name="deerid.reidentify_deer", **_RETRY)
+def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
+    """Re-identify one detection (embed it if needed); returns its outcome."""
+    result = reidentify_ids(get_settings(), [detection_id]).results[0]
+    return {
+        "detection_id": result.detection_id,
+        "outcome": result.outcome.value,
+        "deer_id": str(result.deer_id) if result.deer_id else None,
+        "similarity": result.similarity,
+        "error": result.error,
+    }
+
+
+@app.task(name="deerid.reidentify_batch", **_RETRY)
+def reidentify_batch_task(detection_ids: list[int] | None = None) -> dict[str, int]:
+    """Re-identify many detections; None = every deer detection not yet assigned."""
+    settings = get_settings()
+    ids = detection_ids if detection_ids is not None else unassigned(settings)
+    return reidentify_ids(settings, ids).as_dict()

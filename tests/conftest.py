@@ -1,0 +1,109 @@
+"""Shared fixtures: a real embedded PostgreSQL with pgvector for the whole run,
+and a fresh, migrated database for each test (cloned from a template, which
+takes milliseconds instead of re-running the migrations)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from deerid.core.config import Settings
+from deerid.db.embedded import start_embedded, stop_embedded
+from deerid.db.session import dispose_engines, upgrade_schema
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FEEDER = SHARED / "data" / "trailcam" / "feeder"
+FEEDER_JSON = SHARED / "data" / "trailcam" / "feeder.detections.json"
+MEGADETECTOR = SHARED / "data" / "megadetector"
+NYALA = SHARED / "data" / "nyala" / "train"
+ARTIFACTS = REPO / "artifacts"
+
+TEMPLATE_DB = "deerid_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not FEEDER.is_dir():
+        raise pytest.UsageError(f"the shared data folder is missing: {SHARED} (it must sit beside the repo)")
+
+
+@pytest.fixture(scope="session")
+def pg_root() -> Iterator[str]:
+    """URL of the session's embedded server, without a database name.
+
+    Not under pytest's tmp dir: every pytest start resets that to mode 0700,
+    which would lock out the `pgserver` user of a concurrent session."""
+    data_dir = Path(tempfile.mkdtemp(prefix="deerid-test-pg-"))
+    url = start_embedded(data_dir / "pgdata")
+    base = sa.engine.make_url(url)
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{TEMPLATE_DB}"'))
+    template = sa.create_engine(base.set(database=TEMPLATE_DB))
+    upgrade_schema(template)
+    template.dispose()
+    admin.dispose()
+    yield base.render_as_string(hide_password=False)
+    dispose_engines()
+    stop_embedded(data_dir / "pgdata")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def create_database(pg_root: str) -> str:
+    """A new database cloned from the migrated template; returns its URL."""
+    base = sa.engine.make_url(pg_root)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def database_url(pg_root: str) -> str:
+    return create_database(pg_root)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the run, as a user's data dir would keep it."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, models_dir: Path) -> Iterator[Settings]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # The head cache is shared across tests; the data dir's models/ points at it.
+    (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
+    yield Settings(database_url=database_url, data_dir=data_dir, device="cpu", broker_url=None)
+
+
+@pytest.fixture
+def artifacts_dir(request: pytest.FixtureRequest) -> Path:
+    path = ARTIFACTS / request.node.name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a deerid subprocess that uses the same database and data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEERID_", "REID_", "DATABASE_URL"))}
+    env.update(
+        DATABASE_URL=settings.database_url or "",
+        DEERID_DATA_DIR=str(settings.data_dir),
+        DEVICE=settings.device,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
