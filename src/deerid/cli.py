@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from deerid.core.config import Settings, get_settings
+from deerid.core.config import Settings, env_names, get_settings, setting_sources
 
 app = typer.Typer(
     help="Tell individual deer apart in trail-camera photos.",
@@ -38,10 +39,15 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
     try:
         return get_settings()
-    except Exception as exc:  # pydantic's ValidationError: name the variable that is wrong
-        _fail(f"invalid settings: {exc}")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid settings: {problems}")
 
 
 @contextmanager
@@ -98,7 +104,12 @@ def _overview() -> None:
         with session_factory(settings)() as session:
             counts = counts_by_sex(session)
     total = sum(counts.values())
-    console.print(f"deerid is ready. Database: {describe_url(engine.url.render_as_string(False))}")
+    where = (
+        f"external PostgreSQL {describe_url(engine.url.render_as_string(False))}"
+        if settings.database_url
+        else f"embedded PostgreSQL in {settings.pgdata_dir}"
+    )
+    console.print(f"deerid is ready (database: {where}).", soft_wrap=True)
     if total:
         parts = ", ".join(f"{n} {sex.value}" for sex, n in sorted(counts.items()))
         console.print(f"{total} deer profiles ({parts}). See them with: [bold]deerid deer list[/]")
@@ -123,12 +134,14 @@ def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         values["database_url"] = describe_url(settings.database_url)
     else:
         values["database_url"] = f"(embedded PostgreSQL in {settings.pgdata_dir})"
+    sources = setting_sources(os.environ)
     if as_json:
-        print(json.dumps(values))
+        print(json.dumps({**values, "sources": sources}))
         return
-    table = Table("setting", "value", show_header=True)
+    table = Table("variable", "value", "from", show_header=True)
     for key, value in values.items():
-        table.add_row(key, str(value))
+        name = env_names(key)[0] if key in sources else f"({key})"
+        table.add_row(name, str(value), sources.get(key, "derived"))
     console.print(table)
 
 

@@ -7,6 +7,7 @@ deployments keep working; everything else is `DEERID_*`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -102,6 +103,23 @@ class Settings(BaseSettings):
     @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
+
+
+def env_names(name: str) -> list[str]:
+    """Environment variables that set field `name`, in order of precedence."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"DEERID_{name.upper()}"]
+
+
+def setting_sources(environ: Mapping[str, str]) -> dict[str, str]:
+    """Where each setting's value comes from: "environment" or "default"."""
+    sources = {}
+    for name in Settings.model_fields:
+        found = next((var for var in env_names(name) if var in environ), None)
+        sources[name] = "environment" if found else "default"
+    return sources
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from deerid.ingest.megadetector import MDBatch, MDImage, load_detections
 from deerid.ingest.paths import match_files
 from deerid.ingest.photos import PhotoMeta, PhotoReadError, read_photo_meta
 from deerid.ingest.scan import iter_photos, sha256_file
-from deerid.models import Detection, DetectionStatus
+from deerid.models import Detection, DetectionStatus, Image
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store
 from deerid.store import photos as photo_store
@@ -49,6 +49,9 @@ class IngestReport:
     new_deer: int = 0
     failed: int = 0
     queued: int = 0  # sent to a worker instead of being done here
+    store_seconds: float = 0.0  # hashing, EXIF, storing photos and boxes
+    embed_seconds: float = 0.0  # decoding, cropping, embedding
+    match_seconds: float = 0.0  # nearest-neighbour search, decision, profile update
     skipped: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -199,6 +202,7 @@ def ingest(
             _count_new(factory, new_ids, report)
         advance(1)
 
+    report.store_seconds = round(time.perf_counter() - started, 3)
     if reidentify:
         _reidentify(settings, factory, image_ids, report, progress)
     report.seconds = round(time.perf_counter() - started, 3)
@@ -226,11 +230,15 @@ def _reidentify(
     with factory() as session:
         pending = list(
             session.execute(
-                sa.select(Detection.id).where(
+                sa.select(Detection.id)
+                .join(Image, Image.id == Detection.image_id)
+                .where(
                     Detection.image_id.in_(image_ids),
                     Detection.status == DetectionStatus.PENDING,
                     Detection.deer_id.is_(None),
                 )
+                # capture order, as an in-process run assigns them, so a worker gives the same deer
+                .order_by(Image.captured_at.nulls_last(), Detection.id)
             ).scalars()
         )
     if not pending:
@@ -249,6 +257,8 @@ def _reidentify(
     report.matched = summary.count(Outcome.MATCHED)
     report.new_deer = summary.count(Outcome.NEW_DEER)
     report.failed = summary.count(Outcome.FAILED)
+    report.embed_seconds = round(summary.embed_seconds, 3)
+    report.match_seconds = round(summary.assign_seconds, 3)
     report.reidentified = report.matched + report.new_deer
     for result in summary.results:
         if result.outcome is Outcome.FAILED:

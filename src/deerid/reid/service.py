@@ -9,6 +9,7 @@ animal, and a worker killed halfway loses at most the detection it was on
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class ReidResult:
 @dataclass
 class ReidSummary:
     results: list[ReidResult] = field(default_factory=list)
+    embed_seconds: float = 0.0  # crop + embed + store vectors
+    assign_seconds: float = 0.0  # nearest-neighbour search + decision + profile update, committed
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -203,7 +206,10 @@ def reidentify(
     summary = ReidSummary()
     if not ids:
         return summary
+    started = time.perf_counter()
     errors = embed_detections(factory, ids, embedder, min_size=min_size, batch_size=batch_size)
+    summary.embed_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     with factory() as session:
         ordered = [item.detection_id for item in det_store.work_items(session, ids)]
     missing = set(ids) - set(ordered)
@@ -218,6 +224,7 @@ def reidentify(
             )
         if progress is not None:
             progress(1)
+    summary.assign_seconds = time.perf_counter() - started
     return summary
 
 
