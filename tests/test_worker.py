@@ -162,7 +162,7 @@ def test_killed_worker_loses_nothing(settings: Settings, redis_url: str, tmp_pat
         wait_for(lambda: counts(settings)[1] >= 3, 300, worker, log)
     finally:
         stop(worker, signal.SIGKILL)
-    pending, assigned = counts(settings)
+    pending, _ = counts(settings)
     assert pending > 0, "the worker finished before it was killed: nothing was tested"
 
     # What the killed worker left is finished in-process (no broker).
