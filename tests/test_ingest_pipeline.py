@@ -69,6 +69,7 @@ def test_first_ingest_summary(feeder) -> None:  # type: ignore[no-untyped-def]
     assert first["deer_detections"] == 76
     assert first["too_small"] == 11
     assert first["not_deer"] == 31
+    assert first["reidentified"] == first["matched"] + first["new_deer"] == 65
     assert first["new_deer"] >= 1 and first["failed"] == 0
     assert first["skipped"] == []
 
