@@ -29,12 +29,13 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(deer_app, name="deer")
 app.add_typer(db_app, name="db")
 
-console = Console()
+# Piped output (logs, `| less`) would otherwise be squeezed to 80 columns and truncate dates.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 

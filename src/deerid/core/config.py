@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         None,
         description="Local backbone weights file (e.g. resnet50 ImageNet .pth) to use instead of a download.",
     )
+    weights_sha256: str | None = Field(
+        None,
+        description="sha256 of DEERID_WEIGHTS when it is not the published file (fine-tuned or converted weights).",
+    )
+    embed_input_size: int | None = Field(
+        None, ge=32, le=1024, description="Square input size of the backbone; unset = the backbone's own."
+    )
     allow_download: bool = Field(
         True, description="May a missing backbone weights file be downloaded from its published URL?"
     )
