@@ -52,6 +52,7 @@ def nearest_sightings(
     limit: int = NEIGHBOURS,
 ) -> list[Candidate]:
     """Nearest assigned sightings of deer of `sex` embedded by `model_id`, by cosine similarity."""
+    _tune_hnsw(session, limit)
     distance = Detection.embedding.cosine_distance(vector)
     rows = session.execute(
         sa.select(Detection.id, Detection.deer_id, (1 - distance).label("similarity"))
@@ -64,7 +65,31 @@ def nearest_sightings(
         .order_by(distance)
         .limit(limit)
     ).all()
-    return [Candidate(r[0], r[1], float(r[2])) for r in rows]
+    # An iterative scan may return rows slightly out of order; the caller wants them sorted.
+    return sorted((Candidate(r[0], r[1], float(r[2])) for r in rows), key=lambda c: -c.similarity)
+
+
+_iterative_scan: dict[str, bool] = {}
+
+
+def _tune_hnsw(session: Session, limit: int) -> None:
+    """Make the HNSW index return enough rows once the sex/model filters are applied.
+
+    An HNSW scan yields at most `hnsw.ef_search` rows (default 40) and the
+    WHERE clause filters them afterwards, so a filtered query could return
+    fewer neighbours than asked for. pgvector 0.8 adds iterative scans, which
+    keep searching until the LIMIT is met; older servers get a larger ef_search.
+    """
+    url = str(session.get_bind().url)
+    if url not in _iterative_scan:
+        version = session.execute(
+            sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).scalar_one()
+        major, minor = (int(p) for p in version.split(".")[:2])
+        _iterative_scan[url] = (major, minor) >= (0, 8)
+    session.execute(sa.text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(100, 2 * limit))})
+    if _iterative_scan[url]:
+        session.execute(sa.text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
 
 
 def deer_in_image(session: Session, image_id: int, *, except_detection: int) -> set[uuid.UUID]:
