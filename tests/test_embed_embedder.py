@@ -16,17 +16,15 @@ from PIL import Image
 
 from deerid.core.config import Settings
 from deerid.embed import head as head_module
-from deerid.embed.backbones import get_backbone_spec
 from deerid.embed.backbones.resnet import ResNet50
 from deerid.embed.embedder import (
-    Embedder,
     available_backbones,
     clear_embedder_cache,
     get_embedder,
     make_model_id,
 )
 from deerid.embed.head import HeadConfig, build_projection
-from deerid.embed.weights import resolve_weights, sha256_file
+from deerid.embed.weights import WeightsHashMismatchError, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 NYALA = REPO / ".." / "shared" / "data" / "nyala" / "train"
@@ -184,13 +182,22 @@ def test_resnet50_with_user_weights(tmp_path: Path, photos: list[Image.Image]) -
     torch.manual_seed(7)
     path = tmp_path / "my-resnet50.pth"
     torch.save({"state_dict": ResNet50().state_dict()}, path)  # a training checkpoint wrapper
-    spec = get_backbone_spec("resnet50")
-    weights = resolve_weights(spec.weights, explicit=path, expected_sha256=sha256_file(path))
-    emb = Embedder(spec, weights, models_dir=tmp_path / "models", device="cpu")
+    unstated = Settings(data_dir=tmp_path, backbone="resnet50", device="cpu", weights=path)
+    with pytest.raises(WeightsHashMismatchError):
+        get_embedder(unstated)
+    stated = unstated.model_copy(update={"weights_sha256": sha256_file(path)})
+    emb = get_embedder(stated)
     assert emb.model_id.startswith("resnet50-224-")
     vectors = emb.embed(photos[:2])
     assert vectors.shape == (2, 512)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_input_size_setting(tmp_path: Path, photos: list[Image.Image]) -> None:
+    emb = get_embedder(Settings(data_dir=tmp_path, backbone="efficientnet_lite0", embed_input_size=256))
+    assert emb.input_size == 256
+    assert emb.model_id.startswith("efficientnet_lite0-256-")
+    assert emb.embed(photos[:1]).shape == (1, 512)
 
 
 _CHILD = """

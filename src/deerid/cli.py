@@ -56,6 +56,7 @@ def _user_errors() -> Iterator[None]:
     """Errors a user can fix become one clear line, not a traceback."""
     from deerid.db.embedded import EmbeddedDatabaseError
     from deerid.db.session import DatabaseError
+    from deerid.embed.weights import WeightsUnavailableError
     from deerid.ingest.megadetector import DetectionsFileError
 
     try:
@@ -68,10 +69,8 @@ def _user_errors() -> Iterator[None]:
         LookupError,
     ) as exc:
         _fail(str(exc))
-    except RuntimeError as exc:
-        if type(exc).__name__ == "WeightsUnavailableError":
-            _fail(str(exc))
-        raise
+    except WeightsUnavailableError as exc:
+        _fail(str(exc))
 
 
 def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
@@ -351,9 +350,9 @@ def reid(
     with _user_errors():
         ids = list(detection_ids or []) or unassigned(settings, include_failed=retry_failed)
         if settings.broker_url:
-            from deerid.tasks.reid import reidentify_batch_task
+            from deerid.tasks.celery_app import REIDENTIFY_BATCH, enqueue
 
-            reidentify_batch_task.delay(ids)
+            enqueue(settings, REIDENTIFY_BATCH, ids)
             out: dict[str, Any] = {"queued": len(ids)}
         else:
             with _bar(disable=as_json) as progress:

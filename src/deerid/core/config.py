@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_BACKBONE = "efficientnet_lite2"
+DEFAULT_BACKBONE = "efficientnet_lite1"  # best on nyala train and faster than lite2: docs/backbones.md
 
 
 def _default_data_dir() -> Path:
@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
     weights_sha256: str | None = Field(
         None,
-        description="sha256 of DEERID_WEIGHTS when it is not the published file (fine-tuned or converted weights).",
+        description="sha256 of DEERID_WEIGHTS when it is not the published file (e.g. fine-tuned weights).",
     )
     embed_input_size: int | None = Field(
         None, ge=32, le=1024, description="Square input size of the backbone; unset = the backbone's own."

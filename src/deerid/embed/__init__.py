@@ -1,0 +1,1 @@
+"""Crop → vector: backbones, their weights, the deterministic head and the Embedder."""

@@ -244,10 +244,10 @@ def _reidentify(
     if not pending:
         return
     if settings.broker_url:
-        from deerid.tasks.reid import reidentify_deer_task
+        from deerid.tasks.celery_app import REIDENTIFY_DEER, enqueue
 
         for det_id in pending:
-            reidentify_deer_task.delay(det_id)
+            enqueue(settings, REIDENTIFY_DEER, det_id)
         report.queued = len(pending)
         return
 

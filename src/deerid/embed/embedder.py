@@ -1,0 +1,148 @@
+"""Crops in, L2-normalised 512-d vectors out: the contract the pipeline codes against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import deerid
+from deerid.core.config import Settings
+from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
+from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
+from deerid.embed.preprocess import to_batch
+from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
+
+__all__ = ["Embedder", "available_backbones", "get_embedder", "make_model_id"]
+
+
+def make_model_id(backbone: str, input_size: int, weights_sha256: str, head: HeadConfig) -> str:
+    """`<backbone>-<input size>-<12 hex>`; the hex covers the exact weights and head recipe,
+    so any change that alters vectors changes the id."""
+    payload = json.dumps(
+        {"weights_sha256": weights_sha256, "head": json.loads(head.recipe_json())}, sort_keys=True
+    )
+    return f"{backbone}-{input_size}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def default_head_config(spec: BackboneSpec) -> HeadConfig:
+    """The shipped head: GeM pooling + seeded orthogonal projection (see docs/backbones.md)."""
+    return HeadConfig(in_dim=spec.feature_dim)
+
+
+class Embedder:
+    """One backbone + head on one device. `embed` is safe to call from many threads."""
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        weights: ResolvedWeights,
+        *,
+        models_dir: Path,
+        device: str = "cpu",
+        input_size: int | None = None,
+        batch_size: int = 16,
+        head_config: HeadConfig | None = None,
+    ) -> None:
+        self.backbone = spec.name
+        self.input_size = input_size or spec.native_size
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.weights = weights
+        self._spec = spec
+        head_config = head_config or default_head_config(spec)
+        self.model_id = make_model_id(spec.name, self.input_size, weights.sha256, head_config)
+        self.dim = head_config.out_dim
+
+        network = load_network(spec, weights.path)
+        self._head: EmbeddingHead = load_or_create_head(
+            models_dir / self.model_id,
+            head_config,
+            network.classifier_weight,
+            {
+                "model_id": self.model_id,
+                "backbone": spec.name,
+                "input_size": self.input_size,
+                "weights_sha256": weights.sha256,
+                "weights_file": weights.path.name,
+                "deerid_version": deerid.__version__,
+            },
+        )
+        self._network = network.eval().to(self.device)
+        self._head = self._head.eval().to(self.device)
+        self._lock = threading.Lock()
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """float32 (n, dim), each row L2-normalised; input order is kept."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = to_batch(
+                images[start : start + self.batch_size], self.input_size, self._spec.mean, self._spec.std
+            )
+            chunks.append(self._forward(batch))
+        return np.concatenate(chunks)
+
+    def _forward(self, batch: torch.Tensor) -> np.ndarray:
+        # One lock per model: PyTorch modules are not documented thread-safe, and
+        # concurrent forwards on 2 cores would only fight over the same threads.
+        with self._lock, torch.inference_mode():
+            x = batch.to(self.device, non_blocking=True)
+            vectors = self._head(self._network.forward_features(x))
+            return vectors.float().cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"Embedder(model_id={self.model_id!r}, device={self.device.type!r})"
+
+
+_cache: dict[tuple[Any, ...], Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide Embedder for the settings' backbone, device and weights."""
+    spec = get_backbone_spec(settings.backbone)
+    device = settings.resolved_device
+    input_size = settings.embed_input_size or spec.native_size
+    key = (
+        spec.name,
+        device,
+        str(settings.weights) if settings.weights else None,
+        settings.weights_sha256,
+        input_size,
+        settings.embed_batch_size,
+        str(settings.models_dir),
+    )
+    with _cache_lock:
+        embedder = _cache.get(key)
+        if embedder is None:
+            weights = resolve_weights(
+                spec.weights,
+                explicit=settings.weights,
+                expected_sha256=settings.weights_sha256,
+                allow_download=settings.allow_download,
+            )
+            embedder = Embedder(
+                spec,
+                weights,
+                models_dir=settings.models_dir,
+                device=device,
+                input_size=input_size,
+                batch_size=settings.embed_batch_size,
+            )
+            _cache[key] = embedder
+        return embedder
+
+
+def clear_embedder_cache() -> None:
+    """Forget cached embedders (tests; changing settings at run time)."""
+    with _cache_lock:
+        _cache.clear()
