@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, create_database, subprocess_env
+from conftest import FEEDER, FEEDER_JSON, MEGADETECTOR, create_database, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
 from deerid.models import Camera, Deer, Detection, DetectionStatus, Image
@@ -234,3 +234,23 @@ def test_photo_moved_before_reid_fails_that_box_only(settings: Settings, tmp_pat
     (tmp_path / "away.jpg").rename(moved)
     retry = reidentify_ids(settings, unassigned(settings, include_failed=True))
     assert retry.as_dict()["failed"] == 0 and len(retry.results) == 1
+
+
+def test_real_megadetector_output(settings: Settings) -> None:
+    """MegaDetector v5a output (format 1.1): low-confidence boxes, no classifications.
+
+    Unclassified animal boxes are deer of class unknown; boxes under the
+    detector threshold (0.2) are not stored."""
+    report = ingest(settings, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
+    assert report.photos == report.photos_new == 31 and report.skipped == []
+    assert report.detections == 30 and report.below_threshold == 49
+    assert report.deer_detections == 30 and report.not_deer == 0
+    assert report.too_small == 3 and report.reidentified == 27
+    with session_factory(settings)() as s:
+        labels = set(s.execute(sa.select(Detection.class_label)).scalars())
+    assert labels == {"unknown"}
+
+    stricter = settings.model_copy(update={"detection_threshold": 0.8, "database_url": settings.database_url})
+    again = ingest(stricter, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
+    assert again.photos_new == 0 and again.detections_new == 0  # nothing new, nothing lost
+    assert again.detections < 30 and again.below_threshold > 49
