@@ -30,7 +30,7 @@ import torch
 
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
-from deerid.db.session import dispose_engines, session_factory, upgrade_schema
+from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema
 from deerid.domain.classes import Sex
 from deerid.embed.embedder import get_embedder
 from deerid.models import Assignment, Deer, Detection, DetectionStatus, Image
@@ -43,13 +43,7 @@ FEEDER_JSON = SHARED / "data" / "trailcam" / "feeder.detections.json"
 
 
 def new_database(root_url: str) -> str:
-    base = sa.engine.make_url(root_url)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = base.set(database=name).render_as_string(hide_password=False)
+    url = create_database(root_url, f"bench_{uuid.uuid4().hex[:10]}")
     engine = sa.create_engine(url)
     upgrade_schema(engine)
     engine.dispose()

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
+from deerid.db.session import create_database as make_database
 from deerid.db.session import dispose_engines, upgrade_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,16 +43,10 @@ def pg_root() -> Iterator[str]:
     which would lock out the `pgserver` user of a concurrent session."""
     data_dir = Path(tempfile.mkdtemp(prefix="deerid-test-pg-"))
     url = start_embedded(data_dir / "pgdata")
-    base = sa.engine.make_url(url)
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{TEMPLATE_DB}"'))
-    template = sa.create_engine(base.set(database=TEMPLATE_DB))
+    template = sa.create_engine(make_database(url, TEMPLATE_DB))
     upgrade_schema(template)
     template.dispose()
-    admin.dispose()
-    yield base.render_as_string(hide_password=False)
+    yield sa.engine.make_url(url).set(database=None).render_as_string(hide_password=False)
     dispose_engines()
     stop_embedded(data_dir / "pgdata")
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -59,13 +54,7 @@ def pg_root() -> Iterator[str]:
 
 def create_database(pg_root: str) -> str:
     """A new database cloned from the migrated template; returns its URL."""
-    base = sa.engine.make_url(pg_root)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return make_database(pg_root, f"t_{uuid.uuid4().hex[:12]}", template=TEMPLATE_DB)
 
 
 @pytest.fixture

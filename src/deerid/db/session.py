@@ -99,6 +99,20 @@ def upgrade_schema(engine: sa.Engine, revision: str = "head") -> None:
             conn.commit()
 
 
+def create_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    """Create database `name` on the server of `server_url` (optionally cloned from
+    `template`); return its URL. For tests and benchmarks that want a clean database."""
+    base = sa.engine.make_url(server_url)
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    clause = f' TEMPLATE "{template}"' if template else ""
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{clause}'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 def dispose_engines() -> None:
     with _engines_lock:
         for engine in _engines.values():

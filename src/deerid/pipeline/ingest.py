@@ -20,7 +20,7 @@ from deerid.core.config import Settings
 from deerid.db.session import session_factory
 from deerid.domain.classes import Kind, sex_for_class
 from deerid.ingest.crop import pixel_box
-from deerid.ingest.megadetector import MDBatch, MDImage, load_detections
+from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
 from deerid.ingest.paths import match_files
 from deerid.ingest.photos import PhotoMeta, PhotoReadError, read_photo_meta
 from deerid.ingest.scan import iter_photos, sha256_file
@@ -86,42 +86,35 @@ def _new_detections(
             report.below_threshold += 1
             continue
         report.detections += 1
-        if det.kind is Kind.DEER and det.deer_class is not None:
-            x0, y0, x1, y1 = pixel_box(det.bbox, meta.width, meta.height)
-            width_px, height_px = x1 - x0, y1 - y0
-            small = min(width_px, height_px) < settings.min_crop_size
-            rows.append(
-                det_store.NewDetection(
-                    source_index=det.index,
-                    bbox=det.bbox,
-                    detector_conf=det.conf,
-                    category=det.category,
-                    class_label=det.deer_class.value,
-                    class_conf=det.class_conf,
-                    sex=sex_for_class(det.deer_class),
-                    status=DetectionStatus.TOO_SMALL if small else DetectionStatus.PENDING,
-                    error=(
-                        f"box {width_px}x{height_px} px is under MIN_CROP_SIZE={settings.min_crop_size}"
-                        if small
-                        else None
-                    ),
-                )
-            )
-        else:
-            label = det.extra.get("label") if isinstance(det.extra.get("label"), str) else None
-            rows.append(
-                det_store.NewDetection(
-                    source_index=det.index,
-                    bbox=det.bbox,
-                    detector_conf=det.conf,
-                    category=det.category,
-                    class_label=label or det.class_label,
-                    class_conf=det.class_conf,
-                    sex=None,
-                    status=DetectionStatus.NOT_DEER,
-                )
-            )
+        rows.append(_new_detection(det, meta, settings.min_crop_size))
     return rows
+
+
+def _new_detection(det: MDDetection, meta: PhotoMeta, min_size: int) -> det_store.NewDetection:
+    """How one detector box is stored: a deer waiting for re-ID, too small, or not a deer."""
+    sex = None
+    status = DetectionStatus.NOT_DEER
+    error = None
+    # Non-deer keep their species when the file has it (`label`, as in the feeder annotations).
+    label = det.extra.get("label") if isinstance(det.extra.get("label"), str) else det.class_label
+    if det.kind is Kind.DEER and det.deer_class is not None:
+        x0, y0, x1, y1 = pixel_box(det.bbox, meta.width, meta.height)
+        small = min(x1 - x0, y1 - y0) < min_size
+        sex = sex_for_class(det.deer_class)
+        label = det.deer_class.value
+        status = DetectionStatus.TOO_SMALL if small else DetectionStatus.PENDING
+        error = f"box {x1 - x0}x{y1 - y0} px is under MIN_CROP_SIZE={min_size}" if small else None
+    return det_store.NewDetection(
+        source_index=det.index,
+        bbox=det.bbox,
+        detector_conf=det.conf,
+        category=det.category,
+        class_label=label,
+        class_conf=det.class_conf,
+        sex=sex,
+        status=status,
+        error=error,
+    )
 
 
 def _index_batch(batch: MDBatch | None, relpaths: list[str], report: IngestReport) -> dict[str, MDImage]:
