@@ -26,8 +26,12 @@ app = typer.Typer(
 )
 deer_app = typer.Typer(help="Look at deer profiles.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Embedding models: pretrained backbones and trained models.", no_args_is_help=True
+)
 app.add_typer(deer_app, name="deer")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 # Piped output (logs, `| less`) would otherwise be squeezed to 80 columns and truncate dates.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -135,14 +139,53 @@ def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     else:
         values["database_url"] = f"(embedded PostgreSQL in {settings.pgdata_dir})"
     sources = setting_sources(os.environ)
+    try:
+        in_force = _in_force(settings)
+    except Exception as exc:  # config must still print when the model cannot load: that is when it is needed
+        in_force = {
+            "active_model": "?",
+            "active_model_id": f"cannot load: {exc}",
+            "active_model_source": "-",
+            "threshold_in_force": settings.reid_threshold,
+            "threshold_source": "unknown",
+            "threshold_detail": "the active model could not be loaded",
+        }
+    values.update(in_force)
     if as_json:
         print(json.dumps({**values, "sources": sources}))
         return
     table = Table("variable", "value", "from", show_header=True)
     for key, value in values.items():
+        if key in in_force:
+            continue
         name = env_names(key)[0] if key in sources else f"({key})"
         table.add_row(name, str(value), sources.get(key, "derived"))
     console.print(table)
+    console.print(
+        f"active model: [bold]{in_force['active_model']}[/] ({in_force['active_model_id']}), "
+        f"chosen by {in_force['active_model_source']}\n"
+        f"threshold in force: [bold]{in_force['threshold_in_force']}[/] "
+        f"({in_force['threshold_source']}: {in_force['threshold_detail']})",
+        soft_wrap=True,
+    )
+
+
+def _in_force(settings: Settings) -> dict[str, Any]:
+    """The model that embeds and the threshold that decides, with where each comes from."""
+    from deerid.registry.calibration import resolve_threshold
+    from deerid.registry.models import active_embedder, active_model_name
+
+    name, source = active_model_name(settings)
+    embedder = active_embedder(settings)
+    threshold = resolve_threshold(settings, embedder.model_id)
+    return {
+        "active_model": name,
+        "active_model_id": embedder.model_id,
+        "active_model_source": source,
+        "threshold_in_force": threshold.value,
+        "threshold_source": threshold.source,
+        "threshold_detail": threshold.detail,
+    }
 
 
 @app.command()
@@ -377,6 +420,82 @@ def worker(
     celery_app.worker_main(
         ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
     )
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Pretrained backbones and trained models; the active one is marked."""
+    from deerid.registry.models import active_model_name, list_models
+
+    settings = _settings()
+    active, _ = active_model_name(settings)
+    entries = list_models(settings)
+    rows = [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "model_id": e.model_id,
+            "active": active in (e.name, e.model_id),
+            "path": str(e.path) if e.path else None,
+        }
+        for e in entries
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("", "name", "kind", "model id")
+    for row in rows:
+        table.add_row(
+            "*" if row["active"] else "", row["name"], row["kind"], row["model_id"] or "(not used yet)"
+        )
+    console.print(table)
+
+
+@models_app.command("use")
+def models_use(
+    model: Annotated[str, typer.Argument(help="Backbone name, trained model name or model id.")],
+) -> None:
+    """Make MODEL the one that embeds new detections (then run `deerid reembed`)."""
+    from deerid.pipeline.reembed import stale_detections
+    from deerid.registry.models import UnknownModelError, active_embedder, use_model
+
+    settings = _settings()
+    try:
+        entry = use_model(settings, model)
+    except UnknownModelError as exc:
+        _fail(str(exc))
+    if settings.model:
+        err.print(f"[yellow]note:[/] DEERID_MODEL={settings.model} is set and overrides this choice")
+    with _user_errors():
+        embedder = active_embedder(settings)
+        stale = len(stale_detections(settings, embedder.model_id))
+    console.print(f"active model: {entry.name} ({embedder.model_id})")
+    if stale:
+        console.print(
+            f"{stale} stored detections were embedded by another model and are not compared with new ones: "
+            "run [bold]deerid reembed[/]",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def reembed(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Re-embed stored deer detections with the active model (assignments are kept)."""
+    from deerid.pipeline.reembed import reembed as run_reembed
+
+    settings = _settings()
+    with _user_errors(), _bar(disable=as_json) as progress:
+        out = run_reembed(settings, progress=_progress_factory(progress))
+    if as_json:
+        print(json.dumps(out))
+        return
+    console.print(
+        f"model {out['model_id']}: {out['reembedded']} of {out['detections']} detections re-embedded, "
+        f"{len(out['failed'])} failed; {out['deer']} deer profiles updated",
+        soft_wrap=True,
+    )
+    for item in out["failed"][:20]:
+        console.print(f"  detection {item['detection_id']}: {item['reason']}", soft_wrap=True)
 
 
 @db_app.command("upgrade")

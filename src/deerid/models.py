@@ -131,6 +131,7 @@ class Detection(Base):
     assignment: Mapped[Assignment | None] = mapped_column(_enum(Assignment, "assignment"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     reidentified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     image: Mapped[Image] = relationship()
     deer: Mapped[Deer | None] = relationship()

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Embedded database, model cache and crops live here.",
     )
     backbone: str = Field(DEFAULT_BACKBONE, description="Embedding backbone: see `deerid models list`.")
+    model: str | None = Field(
+        None,
+        description="Model to embed with (a backbone or a trained model's name or id); "
+        "overrides `deerid models use`, which overrides DEERID_BACKBONE.",
+    )
     weights: Path | None = Field(
         None,
         description="Local backbone weights file (e.g. resnet50 ImageNet .pth) to use instead of a download.",

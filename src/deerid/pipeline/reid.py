@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.registry.calibration import resolve_threshold
+from deerid.registry.models import active_embedder
 from deerid.reid.service import ReidSummary, reidentify
 from deerid.store import detections as det_store
 
@@ -16,13 +18,12 @@ from deerid.store import detections as det_store
 def reidentify_ids(
     settings: Settings, detection_ids: Iterable[int], progress: Callable[[int], None] | None = None
 ) -> ReidSummary:
-    from deerid.embed.embedder import get_embedder
-
+    embedder = active_embedder(settings)
     return reidentify(
         session_factory(settings),
         detection_ids,
-        get_embedder(settings),
-        threshold=settings.reid_threshold,
+        embedder,
+        threshold=resolve_threshold(settings, embedder.model_id).value,
         min_size=settings.min_crop_size,
         batch_size=settings.embed_batch_size,
         progress=progress,

@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 from uuid import UUID
 
 import numpy as np
@@ -24,19 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.domain.classes import Sex
 from deerid.domain.matching import decide
+from deerid.embed.protocol import EmbedderLike
 from deerid.ingest.crop import crop_boxes
 from deerid.models import Assignment, Detection, DetectionStatus
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
 
 log = logging.getLogger(__name__)
-
-
-class EmbedderLike(Protocol):
-    model_id: str
-    input_size: int
-
-    def embed(self, images: Sequence[PILImage.Image]) -> np.ndarray: ...
 
 
 class Outcome(StrEnum):
@@ -78,6 +71,8 @@ def embed_detections(
     min_size: int,
     batch_size: int = 16,
     force: bool = False,
+    mark_failed: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[int, str]:
     """Give each detection an embedding of the embedder's model; return {id: error} for failures.
 
@@ -102,6 +97,8 @@ def embed_detections(
         with factory() as session, session.begin():
             for det_id, vec in zip(pending_ids, vectors, strict=True):
                 det_store.set_embedding(session, det_id, vec, embedder.model_id)
+        if progress is not None:
+            progress(len(pending_ids))
         pending_ids.clear()
         pending_crops.clear()
 
@@ -122,7 +119,7 @@ def embed_detections(
                 flush()
     flush()
 
-    if errors:
+    if errors and mark_failed:
         with factory() as session, session.begin():
             for det_id, reason in errors.items():
                 det_store.mark_failed(session, det_id, reason)
