@@ -422,6 +422,157 @@ def worker(
     )
 
 
+def _embedder(settings: Settings, model: str | None) -> Any:
+    from deerid.registry.models import UnknownModelError, active_embedder, embedder_for
+
+    try:
+        return embedder_for(settings, model) if model else active_embedder(settings)
+    except UnknownModelError as exc:
+        _fail(str(exc))
+
+
+def _report_dir(settings: Settings, kind: str, model_id: str, given: Path | None) -> Path:
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return given or settings.data_dir / "reports" / f"{kind}-{model_id}-{stamp}"
+
+
+def _evaluate(
+    settings: Settings,
+    directory: Path | None,
+    from_db: bool,
+    model: str | None,
+    max_false_merge: float,
+    orders: int,
+    seed: int,
+    quiet: bool,
+) -> Any:
+    """Evaluate the model on a labelled folder or on the database's confirmed sightings."""
+    from deerid.evaluation.run import evaluate_folder, evaluate_vectors
+    from deerid.pipeline.labelled import NoLabelledDataError, confirmed_vectors
+    from deerid.registry.calibration import resolve_threshold
+
+    if (directory is None) == (not from_db):
+        _fail("give a labelled folder (DIR/<individual>/<sighting>_<anything>.jpg) or --from-db, not both")
+    embedder = _embedder(settings, model)
+    threshold = resolve_threshold(settings, embedder.model_id).value
+    try:
+        if directory is not None:
+            if not directory.is_dir():
+                _fail(f"folder not found: {directory}")
+            with _bar(disable=quiet) as progress:
+                advance = _progress_factory(progress)("embedding", sum(1 for _ in directory.rglob("*.jpg")))
+                return evaluate_folder(
+                    directory,
+                    embedder,
+                    threshold=threshold,
+                    orders=orders,
+                    seed=seed,
+                    target_fmr=max_false_merge,
+                    progress=advance,
+                )
+        data = confirmed_vectors(settings, embedder.model_id)
+        return evaluate_vectors(
+            data.vectors,
+            data.individuals,
+            data.sightings,
+            threshold,
+            orders=orders,
+            seed=seed,
+            target_fmr=max_false_merge,
+            model_id=embedder.model_id,
+            source="confirmed sightings in the database",
+        )
+    except (NoLabelledDataError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _print_evaluation(out: dict[str, Any]) -> None:
+    o = out["openset"]
+    console.print(
+        f"model {out['model_id']} on {out['n_images']} images of {out['n_individuals']} individuals\n"
+        f"closed set: top-1 {out['top1']:.1%}  top-5 {out['top5']:.1%}  mAP {out['mAP']:.1%} "
+        f"({out['n_queries']} queries, {out['n_excluded']} without another sighting)\n"
+        f"open set at threshold {out['threshold']:.2f}: BCubed P {o['bcubed_precision']:.1%} "
+        f"R {o['bcubed_recall']:.1%} F1 {o['bcubed_f1']:.1%}, false merges {o['false_merge_rate']:.1%}, "
+        f"{o['profiles_per_individual']:.2f} profiles per individual",
+        soft_wrap=True,
+    )
+
+
+@app.command("eval")
+def eval_(
+    directory: Annotated[Path, typer.Argument(help="DIR/<individual>/<sighting>_<anything>.jpg")],
+    model: Annotated[str | None, typer.Option(help="Model to evaluate (default: the active one).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for report.md and plots.")] = None,
+    orders: Annotated[int, typer.Option(help="Seeded arrival orders for the open-set stream.")] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of figures.")] = False,
+) -> None:
+    """Closed-set (top-1, top-5, mAP) and open-set (BCubed, false merges) figures, with plots."""
+    from deerid.evaluation.report import write_report
+
+    settings = _settings()
+    result = _evaluate(settings, directory, False, model, 0.05, orders, seed, as_json)
+    out = result.as_dict()
+    path = write_report(_report_dir(settings, "eval", out["model_id"], report), result)
+    out["report"] = str(path)
+    _print_evaluation(out)
+    console.print(f"report: {path}", soft_wrap=True)
+    if as_json:
+        print(json.dumps(out))
+
+
+@app.command()
+def calibrate(
+    directory: Annotated[Path | None, typer.Argument(help="A labelled folder, or use --from-db.")] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="Use sightings people confirmed.")] = False,
+    max_false_merge: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-merge rate.")] = 0.05,
+    model: Annotated[str | None, typer.Option(help="Model to calibrate (default: the active one).")] = None,
+    save: Annotated[bool, typer.Option("--save/--dry-run", help="Store the threshold for the model.")] = True,
+    report: Annotated[Path | None, typer.Option(help="Folder for report.md and plots.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Choose the threshold that keeps false merges under the target while splitting least."""
+    from deerid.evaluation.report import write_report
+    from deerid.registry import calibration
+
+    settings = _settings()
+    result = _evaluate(settings, directory, from_db, model, max_false_merge, 3, 0, as_json)
+    cal = result.calibration
+    out = result.as_dict()
+    path = write_report(_report_dir(settings, "calibrate", out["model_id"], report), result)
+    record = {
+        "threshold": cal.threshold,
+        "max_false_merge": max_false_merge,
+        "met": cal.met,
+        "false_merge_rate": cal.false_merge_rate,
+        "bcubed_f1": cal.bcubed_f1,
+        "profiles_per_individual": cal.profiles_per_individual,
+        "data": str(directory) if directory is not None else "confirmed sightings in the database",
+        "n_images": out["n_images"],
+        "n_individuals": out["n_individuals"],
+        "reason": cal.reason,
+        "report": str(path),
+    }
+    stored = save and cal.met
+    if stored:
+        calibration.save(settings, out["model_id"], record)
+    console.print(
+        f"chose threshold {cal.threshold:.2f} for model {out['model_id']}: {cal.reason}\n"
+        + (
+            "stored: `deerid config` shows it in force unless REID_THRESHOLD is set"
+            if stored
+            else "not stored (" + ("--dry-run" if not save else "the target cannot be met") + ")"
+        )
+        + f"\nreport: {path}",
+        soft_wrap=True,
+    )
+    if as_json:
+        print(json.dumps({**record, "stored": stored, "model_id": out["model_id"], "evaluation": out}))
+
+
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Pretrained backbones and trained models; the active one is marked."""

@@ -1,0 +1,126 @@
+"""Labelled data from the database: sightings a person confirmed, grouped by deer.
+
+An honest evaluation never lets a photo match another photo of the same
+*sighting*. In a folder that is the file-name prefix; here it is a visit:
+photos of one deer at one camera less than `VISIT_GAP` apart (a burst of
+three frames would otherwise make matching look far easier than it is).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from deerid.core.config import Settings
+from deerid.db.session import session_factory
+from deerid.ingest.crop import crop_boxes
+from deerid.ingest.photos import PhotoReadError
+from deerid.models import Image
+from deerid.store.identities import ConfirmedSighting, confirmed_sightings
+
+VISIT_GAP = timedelta(minutes=10)
+
+
+class NoLabelledDataError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabelledVectors:
+    vectors: np.ndarray
+    individuals: list[str]
+    sightings: list[str]
+    skipped: int  # confirmed sightings without a vector of the requested model
+
+
+def _visits(settings: Settings, rows: list[ConfirmedSighting]) -> dict[int, str]:
+    """detection id -> visit label."""
+    with session_factory(settings)() as session:
+        meta = dict(
+            (img_id, (cam, when))
+            for img_id, cam, when in session.execute(
+                sa.select(Image.id, Image.camera_id, Image.captured_at).where(
+                    Image.id.in_({r.image_id for r in rows})
+                )
+            ).all()
+        )
+    by_deer_camera: dict[tuple[str, object], list[tuple[datetime | None, int]]] = defaultdict(list)
+    for r in rows:
+        cam, when = meta[r.image_id]
+        by_deer_camera[(str(r.deer_id), cam)].append((when, r.detection_id))
+    labels: dict[int, str] = {}
+    for (deer, cam), items in by_deer_camera.items():
+        items.sort(key=lambda item: (item[0] is None, item[0] or datetime.min, item[1]))
+        visit, last = 0, None
+        for when, det_id in items:
+            if when is None or last is None or when - last > VISIT_GAP:
+                visit += 1
+            last = when
+            labels[det_id] = f"{deer}/{cam}/{visit}"
+    return labels
+
+
+def _require(rows: list[ConfirmedSighting]) -> None:
+    deer = {r.deer_id for r in rows}
+    if len(deer) < 2:
+        raise NoLabelledDataError(
+            f"the database holds confirmed sightings of {len(deer)} deer; at least 2 are needed. "
+            "Confirm matches in the review queue first, or use a labelled folder."
+        )
+
+
+def confirmed_vectors(settings: Settings, model_id: str) -> LabelledVectors:
+    """Stored vectors of confirmed sightings embedded by `model_id` (run `deerid reembed` after a switch)."""
+    with session_factory(settings)() as session:
+        rows = confirmed_sightings(session)
+    _require(rows)
+    visits = _visits(settings, rows)
+    usable = [r for r in rows if r.embedding is not None and r.model_id == model_id]
+    if not usable:
+        raise NoLabelledDataError(
+            f"no confirmed sighting has a vector of model {model_id}: run `deerid reembed`"
+        )
+    return LabelledVectors(
+        np.stack([r.embedding for r in usable]),  # type: ignore[misc]
+        [str(r.deer_id) for r in usable],
+        [visits[r.detection_id] for r in usable],
+        len(rows) - len(usable),
+    )
+
+
+def export_confirmed_crops(
+    settings: Settings, out_dir: Path
+) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """Write the crops of confirmed sightings as `out_dir/<deer>/<visit>_<detection>.jpg`.
+
+    Returns (samples as (path, individual, sighting), problems)."""
+    with session_factory(settings)() as session:
+        rows = confirmed_sightings(session)
+    _require(rows)
+    visits = _visits(settings, rows)
+    by_photo: dict[str, list[ConfirmedSighting]] = defaultdict(list)
+    for r in rows:
+        by_photo[r.image_path].append(r)
+    samples: list[tuple[Path, str, str]] = []
+    problems: list[str] = []
+    for path, items in by_photo.items():
+        try:
+            crops = crop_boxes(Path(path), [r.bbox for r in items], settings.min_crop_size)
+        except (OSError, PhotoReadError, ValueError) as exc:
+            problems.append(str(exc))
+            continue
+        for r, crop in zip(items, crops, strict=True):
+            if crop.image is None:
+                problems.append(f"detection {r.detection_id}: crop under MIN_CROP_SIZE")
+                continue
+            visit = visits[r.detection_id].replace("/", "-")
+            target = out_dir / str(r.deer_id) / f"{visit}_{r.detection_id}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            crop.image.save(target, quality=95)
+            samples.append((target, str(r.deer_id), visits[r.detection_id]))
+    return samples, problems
