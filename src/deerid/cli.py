@@ -573,6 +573,83 @@ def calibrate(
         print(json.dumps({**record, "stored": stored, "model_id": out["model_id"], "evaluation": out}))
 
 
+@app.command()
+def train(
+    directory: Annotated[
+        Path | None, typer.Argument(help="DIR/<individual>/<sighting>_<anything>.jpg")
+    ] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="Train on sightings people confirmed.")] = False,
+    out: Annotated[str, typer.Option(help="Name of the trained model (a folder under the data dir).")] = "",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Upper bound; the best epoch is kept.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: DEVICE).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fine-tune the embedding on identified animals (metric learning); resumable, seeded."""
+    import tempfile
+
+    from deerid.embed.backbones import available_backbones
+    from deerid.evaluation.retrieval import load_identity_folder
+    from deerid.pipeline.labelled import NoLabelledDataError, export_confirmed_crops
+    from deerid.training.data import TrainingDataError
+    from deerid.training.loop import TrainConfig
+    from deerid.training.loop import train as run_train
+
+    settings = _settings()
+    if not out or "/" in out or out.startswith(".") or out in available_backbones():
+        _fail("give --out NAME: a plain folder name for the new model, not a backbone name")
+    if (directory is None) == (not from_db):
+        _fail("give a labelled folder (DIR/<individual>/<sighting>_<anything>.jpg) or --from-db, not both")
+    config = TrainConfig(seed=seed, device=device or settings.device)
+    if epochs is not None:
+        config.epochs = epochs
+
+    def report_progress(event: dict[str, Any]) -> None:
+        if as_json:
+            return
+        if event.get("phase") == "cache":
+            done, total = event["done"], event["total"]
+            # the frozen layers run once per image and view; say so, it is most of a short run
+            if done == total or done % max(1, total // 4) == 0:
+                err.print(f"precomputing frozen layers: {done}/{total} images, {event['seconds']:.0f} s")
+            return
+        if event.get("phase") != "epoch":
+            return
+        val = event.get("val_score")
+        err.print(
+            f"epoch {event['epoch']}/{event['epochs']}  loss {event['loss']:.3f}"
+            + (f"  validation top-1 {val:.1%}" if val is not None else "")
+            + f"  {event['seconds']:.0f} s  ETA {event['eta_s'] / 60:.1f} min",
+            soft_wrap=True,
+        )
+
+    with tempfile.TemporaryDirectory(prefix="deerid-train-") as scratch:
+        try:
+            if directory is not None:
+                if not directory.is_dir():
+                    _fail(f"folder not found: {directory}")
+                samples = load_identity_folder(directory)
+            else:
+                samples, problems = export_confirmed_crops(settings, Path(scratch))
+                for problem in problems:
+                    err.print(f"[yellow]skipped:[/] {problem}", soft_wrap=True)
+            err.print(
+                f"training {config.backbone} @ {config.input_size} on {len(samples)} images", soft_wrap=True
+            )
+            model = run_train(samples, config, settings.models_dir / out, progress=report_progress)
+        except (TrainingDataError, NoLabelledDataError) as exc:
+            _fail(str(exc))
+    summary = {"name": out, "model_id": model.model_id, "path": str(model.model_dir), **model.info}
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    console.print(
+        f"trained model [bold]{out}[/] ({model.model_id}) in {model.model_dir}\n"
+        f"use it with: deerid models use {out} && deerid reembed",
+        soft_wrap=True,
+    )
+
+
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Pretrained backbones and trained models; the active one is marked."""

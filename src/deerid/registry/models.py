@@ -42,7 +42,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def is_trained(info: dict[str, Any]) -> bool:
-    return bool(info.get("trained")) or "training" in info
+    return info.get("kind") == "trained"
 
 
 def trained_models(settings: Settings) -> list[ModelEntry]:
