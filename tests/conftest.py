@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from builders import World
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import create_database as make_database
-from deerid.db.session import dispose_engines, upgrade_schema
+from deerid.db.session import dispose_engines, session_factory, upgrade_schema
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -75,6 +76,12 @@ def settings(database_url: str, tmp_path: Path, models_dir: Path) -> Iterator[Se
     # The head cache is shared across tests; the data dir's models/ points at it.
     (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
     yield Settings(database_url=database_url, data_dir=data_dir, device="cpu", broker_url=None)
+
+
+@pytest.fixture
+def world(settings: Settings) -> World:
+    """An empty database to build photos, boxes and vectors in by hand (see builders.py)."""
+    return World(session_factory(settings))
 
 
 @pytest.fixture

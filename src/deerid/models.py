@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
@@ -22,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from deerid.domain.classes import Sex
@@ -45,6 +46,7 @@ class DetectionStatus(StrEnum):
 class Assignment(StrEnum):
     MATCHED = "matched"  # joined an existing deer automatically
     NEW = "new"  # founded a new deer profile automatically
+    MANUAL = "manual"  # placed by a person (merge, split, review)
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
@@ -60,6 +62,7 @@ class Camera(Base):
     model: Mapped[str | None] = mapped_column(Text)
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    clock_offset_s: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -92,6 +95,7 @@ class Deer(Base):
     model_id: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float)
     sighting_count: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
@@ -102,6 +106,34 @@ class Deer(Base):
             postgresql_ops={"feature_vector": "vector_cosine_ops"},
         ),
     )
+
+
+class ReviewDecisionKind(StrEnum):
+    CONFIRM = "confirm"
+    REJECT = "reject"
+
+
+class Merge(Base):
+    """A recorded merge: `merged` snapshots the folded profiles so it can be undone."""
+
+    __tablename__ = "merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    merged: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewDecision(Base):
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    detection_id: Mapped[int] = mapped_column(ForeignKey("detections.id", ondelete="CASCADE"), index=True)
+    deer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    decision: Mapped[ReviewDecisionKind] = mapped_column(_enum(ReviewDecisionKind, "review_decision"))
+    similarity: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Detection(Base):
