@@ -726,6 +726,30 @@ def reembed(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         console.print(f"  detection {item['detection_id']}: {item['reason']}", soft_wrap=True)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the JSON API (and its docs at /docs)."""
+    import uvicorn
+
+    from deerid.api.deps import api_token
+    from deerid.api.main import create_app
+
+    settings = _settings()
+    with _user_errors():
+        web = create_app(settings)
+    token = api_token(settings)
+    source = "DEERID_API_TOKEN" if settings.api_token else f"kept in {settings.data_dir / 'api_token'}"
+    console.print(
+        f"deerid on http://{host}:{port}  (API docs: /docs)\n"
+        f"changes need: Authorization: Bearer {token}  ({source})",
+        soft_wrap=True,
+    )
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema (also done automatically on first use)."""

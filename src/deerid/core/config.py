@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         description="Celery broker; unset = re-ID tasks run in-process.",
     )
 
+    api_token: str | None = Field(
+        None,
+        description="Bearer token for changes through the API; unset = generated once and kept in the data dir.",
+    )
     task_visibility_timeout: int = Field(
         3600,
         ge=1,

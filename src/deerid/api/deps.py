@@ -1,0 +1,76 @@
+"""FastAPI dependencies: settings, a database session per request, the change token."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from deerid.core.config import Settings
+from deerid.db.session import session_factory
+
+TOKEN_FILE = "api_token"
+_LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back on error."""
+    with session_factory(settings)() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def api_token(settings: Settings) -> str:
+    """DEERID_API_TOKEN, or the token generated at first start and kept in the data dir."""
+    if settings.api_token:
+        return settings.api_token
+    path = settings.data_dir / TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return token
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def require_token(request: Request, settings: SettingsDep) -> None:
+    """Every change needs the token."""
+    given = _bearer(request)
+    if given is None or not hmac.compare_digest(given, request.app.state.token):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this change needs Authorization: Bearer <DEERID_API_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def allow_read(request: Request, settings: SettingsDep) -> None:
+    """Reads are open from this machine; from elsewhere they need the token too."""
+    client = request.client.host if request.client else ""
+    if client not in _LOCAL:
+        require_token(request, settings)
+
+
+Writer = Depends(require_token)
+Reader = Depends(allow_read)

@@ -1,0 +1,31 @@
+"""The web app: JSON API under /api (OpenAPI at /docs) and the dashboard at /."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from deerid import __version__
+from deerid.api.deps import api_token
+from deerid.api.routes import cameras, deer, detections, media, review
+from deerid.core.config import Settings, get_settings
+from deerid.db.session import get_engine
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    get_engine(settings)  # start the embedded database and migrate before the first request
+    app = FastAPI(
+        title="deerid",
+        version=__version__,
+        summary="Individual deer in trail-camera photos: profiles, sightings, review.",
+    )
+    app.state.settings = settings
+    app.state.token = api_token(settings)
+    for module in (deer, detections, media, review, cameras):
+        app.include_router(module.router)
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,182 @@
+"""/api/deer: profiles, their sightings, timeline and places; merge and split."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.orm import Session
+
+from deerid.api.deps import Reader, SessionDep, Writer
+from deerid.api.schemas import (
+    DayCount,
+    DeerOut,
+    DeerPage,
+    DeerPatch,
+    MergeIn,
+    MergeOut,
+    MoveIn,
+    MoveOut,
+    PlaceOut,
+    SightingOut,
+    TimelineOut,
+)
+from deerid.domain.classes import Sex
+from deerid.models import Deer
+from deerid.store import curation, views
+
+router = APIRouter(prefix="/api/deer", tags=["deer"])
+
+
+def crop_url(detection_id: int | None) -> str | None:
+    return f"/api/detections/{detection_id}/crop" if detection_id is not None else None
+
+
+def deer_out(
+    session: Session, deer: Deer, *, best: int | None = None, cameras: list[str] | None = None
+) -> DeerOut:
+    if cameras is None:
+        cameras = sorted({p.camera.name for p in views.locations(session, deer.id) if p.camera is not None})
+    if best is None:
+        best = views.best_detection(session, deer.id)
+    return DeerOut(
+        id=deer.id,
+        name=deer.name,
+        sex=deer.sex,
+        first_seen=deer.first_seen,
+        last_seen=deer.last_seen,
+        sighting_count=deer.sighting_count,
+        confidence=deer.confidence,
+        notes=deer.notes,
+        cameras=cameras,
+        crop_url=crop_url(best),
+        model_id=deer.model_id,
+    )
+
+
+def found(session: Session, deer_id: uuid.UUID) -> Deer:
+    deer = session.get(Deer, deer_id)
+    if deer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no deer {deer_id}")
+    return deer
+
+
+def sighting_out(row: views.SightingRow) -> SightingOut:
+    det = row.detection
+    return SightingOut(
+        detection_id=det.id,
+        image_id=row.image.id,
+        captured_at=row.local_time,
+        camera_id=row.camera.id if row.camera else None,
+        camera=row.camera.name if row.camera else None,
+        bbox=[det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h],
+        class_label=det.class_label,
+        similarity=det.similarity,
+        assignment=det.assignment.value if det.assignment else None,
+        confirmed=det.confirmed_at is not None,
+        crop_url=f"/api/detections/{det.id}/crop",
+        image_url=f"/api/images/{row.image.id}",
+    )
+
+
+@router.get("", response_model=DeerPage, dependencies=[Reader])
+def list_deer(
+    session: SessionDep,
+    sex: Sex | None = None,
+    camera_id: int | None = None,
+    seen_from: date | None = Query(None, alias="from"),
+    seen_to: date | None = Query(None, alias="to"),
+    q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
+    sort: views.SortKey = "last_seen",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DeerPage:
+    filt = views.DeerFilter(sex=sex, camera_id=camera_id, seen_from=seen_from, seen_to=seen_to, search=q)
+    total, rows = views.list_deer(session, filt, sort=sort, desc=order == "desc", limit=limit, offset=offset)
+    items = [deer_out(session, deer, best=best, cameras=cams) for deer, best, cams in rows]
+    return DeerPage(total=total, limit=limit, offset=offset, items=items)
+
+
+@router.get("/{deer_id}", response_model=DeerOut, dependencies=[Reader])
+def get_deer(deer_id: uuid.UUID, session: SessionDep) -> DeerOut:
+    return deer_out(session, found(session, deer_id))
+
+
+@router.patch("/{deer_id}", response_model=DeerOut, dependencies=[Writer])
+def patch_deer(deer_id: uuid.UUID, body: DeerPatch, session: SessionDep) -> DeerOut:
+    found(session, deer_id)
+    try:
+        deer = curation.update_deer(session, deer_id, name=body.name, sex=body.sex, notes=body.notes)
+    except curation.CurationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return deer_out(session, deer)
+
+
+@router.get("/{deer_id}/detections", response_model=list[SightingOut], dependencies=[Reader])
+def deer_detections(deer_id: uuid.UUID, session: SessionDep) -> list[SightingOut]:
+    found(session, deer_id)
+    return [sighting_out(row) for row in views.sightings(session, deer_id)]
+
+
+@router.get("/{deer_id}/timeline", response_model=TimelineOut, dependencies=[Reader])
+def deer_timeline(deer_id: uuid.UUID, session: SessionDep) -> TimelineOut:
+    found(session, deer_id)
+    line = views.timeline(session, deer_id)
+    return TimelineOut(
+        deer_id=deer_id,
+        sightings=[sighting_out(row) for row in line.sightings],
+        by_day=[DayCount(day=d, sightings=n) for d, n in line.by_day],
+        by_hour=line.by_hour,
+    )
+
+
+@router.get("/{deer_id}/locations", response_model=list[PlaceOut], dependencies=[Reader])
+def deer_locations(deer_id: uuid.UUID, session: SessionDep) -> list[PlaceOut]:
+    found(session, deer_id)
+    return [
+        PlaceOut(
+            camera_id=p.camera.id if p.camera else None,
+            camera=p.camera.name if p.camera else None,
+            latitude=p.camera.latitude if p.camera else None,
+            longitude=p.camera.longitude if p.camera else None,
+            sightings=p.sightings,
+            first_seen=p.first_seen,
+            last_seen=p.last_seen,
+        )
+        for p in views.locations(session, deer_id)
+    ]
+
+
+@router.post("/{deer_id}/merge", response_model=MergeOut, dependencies=[Writer])
+def merge_deer(deer_id: uuid.UUID, body: MergeIn, session: SessionDep) -> MergeOut:
+    """Fold the deer in the body into this one; they answer 404 afterwards. Undo: /api/merges/{id}/undo."""
+    found(session, deer_id)
+    for other in body.deer_ids:
+        found(session, other)
+    try:
+        record = curation.merge(session, deer_id, body.deer_ids)
+    except curation.CurationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return MergeOut(merge_id=record.id, deer=deer_out(session, found(session, deer_id)))
+
+
+@router.post("/{deer_id}/split", response_model=MoveOut, dependencies=[Writer])
+def split_deer(deer_id: uuid.UUID, body: MoveIn, session: SessionDep) -> MoveOut:
+    """Move some of this deer's sightings to `to_deer`, or to a new deer."""
+    found(session, deer_id)
+    if body.to_deer is not None:
+        found(session, body.to_deer)
+    owned = {row.detection.id for row in views.sightings(session, deer_id)}
+    strangers = sorted(set(body.detection_ids) - owned)
+    if strangers:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"detection {strangers[0]} is not this deer's"
+        )
+    try:
+        target = curation.move_detections(session, body.detection_ids, body.to_deer)
+    except curation.CurationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return MoveOut(deer=deer_out(session, found(session, target)))
