@@ -9,6 +9,7 @@ photos served by id; a camera clock offset moving the activity-by-hour plot.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +249,46 @@ def test_media_by_id(api: TestClient) -> None:
     assert api.get("/api/images/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
     assert api.get("/api/health").json()["status"] == "ok"
     assert "/api/deer/{deer_id}/merge" in api.get("/openapi.json").json()["paths"]
+
+
+def _wait_upload(client: TestClient, upload_id: str) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 180
+    while True:
+        state = client.get(f"/api/uploads/{upload_id}").json()
+        if state["status"] in ("done", "failed", "interrupted") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.3)
+
+
+def test_upload_photos_and_detections(api: TestClient) -> None:
+    """Tried: no token, a file that is not a photo, a malformed detections file, unknown ids."""
+    names = ["IMG_4192.JPG", "IMG_5726.JPG"]
+    data = json.loads(FEEDER_JSON.read_text())
+    data["images"] = [i for i in data["images"] if i["file"] in names]
+    files = [("files", (n, (FEEDER / n).read_bytes(), "image/jpeg")) for n in names]
+    md = ("detections", ("md.json", json.dumps(data).encode(), "application/json"))
+    assert api.post("/api/uploads", files=[*files, md]).status_code == 401
+    assert (
+        api.post(
+            "/api/uploads", files=[("files", ("notes.txt", b"hi", "text/plain"))], headers=AUTH
+        ).status_code
+        == 422
+    )
+
+    before = api.get("/api/deer").json()["total"]
+    started = api.post("/api/uploads", files=[*files, md], headers=AUTH)
+    assert started.status_code == 202 and started.json()["photos_total"] == 2
+    state = _wait_upload(api, started.json()["id"])
+    assert state["status"] == "done", state
+    assert state["photos_done"] == 2 and state["reidentified"] == state["report"]["reidentified"] >= 2
+    assert api.get("/api/deer").json()["total"] == before + state["new_deer"]
+
+    broken = api.post(
+        "/api/uploads",
+        files=[*files, ("detections", ("md.json", b"{not json", "application/json"))],
+        headers=AUTH,
+    )
+    failed = _wait_upload(api, broken.json()["id"])
+    assert failed["status"] == "failed" and "not valid JSON" in failed["error"]
+    assert api.get(f"/api/uploads/{uuid.uuid4()}").status_code == 404
+    assert api.get("/api/uploads/..%2F..%2Fetc").status_code == 404

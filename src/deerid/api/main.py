@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from deerid import __version__
 from deerid.api.deps import api_token
-from deerid.api.routes import cameras, deer, detections, media, review
+from deerid.api.routes import cameras, deer, detections, media, review, uploads
 from deerid.core.config import Settings, get_settings
 from deerid.db.session import get_engine
 
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token = api_token(settings)
-    for module in (deer, detections, media, review, cameras):
+    for module in (deer, detections, media, review, cameras, uploads):
         app.include_router(module.router)
 
     @app.get("/api/health", tags=["meta"])
