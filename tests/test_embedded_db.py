@@ -75,7 +75,9 @@ def test_processes_share_one_server_which_stops_after_the_last(data_dir: Path) -
     server_pid = embedded_pid(pgdata)
     assert server_pid is not None and url.startswith("postgresql+psycopg://")
 
-    out = subprocess.run([DEERID], env=env_for(data_dir), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [DEERID, "status"], env=env_for(data_dir), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "deerid is ready" in out.stdout and "deerid ingest" in out.stdout
     assert embedded_pid(pgdata) == server_pid  # the CLI joined it and left it running for the holder

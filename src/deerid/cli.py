@@ -94,11 +94,18 @@ def main(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     if ctx.invoked_subcommand is None:
+        # The main job: show what is stored, then serve the dashboard (Ctrl-C stops it).
         _overview()
+        serve()
+
+
+@app.command()
+def status() -> None:
+    """Start the database, show what is stored and what to do next."""
+    _overview()
 
 
 def _overview() -> None:
-    """What `deerid` with no arguments does: start the database, show what is stored, say what to do next."""
     from deerid.db.session import describe_url, get_engine, session_factory
     from deerid.store.deer import counts_by_sex
 
@@ -121,7 +128,8 @@ def _overview() -> None:
         console.print("No deer yet.")
     console.print(
         "Next: run MegaDetector on your photos, then\n"
-        "  [bold]deerid ingest PHOTOS_DIR --detections megadetector.json [--camera NAME][/]\n"
+        "  [bold]deerid ingest PHOTOS_DIR --detections megadetector.json [--camera NAME][/]"
+        "  (or upload them in the dashboard)\n"
         "  [bold]deerid deer list[/]   ·   [bold]deerid deer show ID[/]   ·   [bold]deerid config[/]"
     )
 
