@@ -47,7 +47,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     (tmp_path / "md.json").write_text(json.dumps(data))
     configured = settings.model_copy(update={"api_token": TOKEN})
     ingest(configured, card, tmp_path / "md.json")
-    with TestClient(create_app(configured)) as client:
+    with TestClient(create_app(configured), base_url="http://localhost") as client:
         yield client
 
 
@@ -99,9 +99,12 @@ def test_detail_patch_and_errors(api: TestClient) -> None:
 
 def test_reads_from_another_machine_need_the_token(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"api_token": TOKEN}))
-    with TestClient(app, client=("192.0.2.7", 5000)) as remote:
+    with TestClient(app, client=("192.0.2.7", 5000), base_url="http://localhost") as remote:
         assert remote.get("/api/deer").status_code == 401
         assert remote.get("/api/deer", headers=AUTH).status_code == 200
+    # a local client, but a page on another host name (DNS rebinding): no free reads
+    with TestClient(app, base_url="http://deer.example") as rebound:
+        assert rebound.get("/api/deer").status_code == 401
 
 
 def test_detections_timeline_locations_and_clock_offset(api: TestClient) -> None:
@@ -185,7 +188,7 @@ def test_review_queue_confirm_and_reject(settings: Settings, api: TestClient) ->
     ]
     best = max(founders)[0]
     app = create_app(settings.model_copy(update={"api_token": TOKEN, "reid_threshold": best + 0.01}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         queue = client.get("/api/review", params={"band": 0.05}).json()
         assert queue and queue[0]["kind"] == "near_miss"
         assert queue[0]["similarity"] == pytest.approx(best)

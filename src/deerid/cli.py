@@ -739,7 +739,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
-    """Serve the JSON API (and its docs at /docs)."""
+    """Serve the dashboard and the JSON API (docs at /docs)."""
     import uvicorn
 
     from deerid.api.deps import api_token
@@ -751,7 +751,7 @@ def serve(
     token = api_token(settings)
     source = "DEERID_API_TOKEN" if settings.api_token else f"kept in {settings.data_dir / 'api_token'}"
     console.print(
-        f"deerid on http://{host}:{port}  (API docs: /docs)\n"
+        f"deerid dashboard on http://{host}:{port}/  (API docs: /docs)\n"
         f"changes need: Authorization: Bearer {token}  ({source})",
         soft_wrap=True,
     )

@@ -14,7 +14,10 @@ from deerid.core.config import Settings
 from deerid.db.session import session_factory
 
 TOKEN_FILE = "api_token"
-_LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}
+_LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}  # client addresses of this machine
+# The Host header must name this machine too: a page on a DNS name re-pointed at
+# 127.0.0.1 (DNS rebinding) comes from a local address but must not read freely.
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def get_settings(request: Request) -> Settings:
@@ -30,7 +33,8 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a read right after a change sees it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def api_token(settings: Settings) -> str:
@@ -65,10 +69,22 @@ def require_token(request: Request, settings: SettingsDep) -> None:
         )
 
 
+def _host_name(request: Request) -> str:
+    host = request.headers.get("host", "")
+    if host.startswith("["):  # [::1]:8000
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_local(request: Request) -> bool:
+    """A request from this machine, addressed to this machine."""
+    client = request.client.host if request.client else ""
+    return client in _LOCAL and _host_name(request).lower() in _LOCAL_HOSTS
+
+
 def allow_read(request: Request, settings: SettingsDep) -> None:
     """Reads are open from this machine; from elsewhere they need the token too."""
-    client = request.client.host if request.client else ""
-    if client not in _LOCAL:
+    if not is_local(request):
         require_token(request, settings)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from deerid import __version__
+from deerid.api import dashboard
 from deerid.api.deps import api_token
 from deerid.api.routes import cameras, deer, detections, media, review, uploads
 from deerid.core.config import Settings, get_settings
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token = api_token(settings)
     for module in (deer, detections, media, review, cameras, uploads):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:

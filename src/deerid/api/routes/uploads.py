@@ -114,6 +114,10 @@ async def create_upload(
     names = []
     for upload in files:
         name = _safe_name(upload.filename)
+        if name in names:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"two files are called {name}; upload them separately"
+            )
         if PurePath(name).suffix.lower() not in PHOTO_EXTENSIONS:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} is not a photo (.jpg, .jpeg, .png)"
