@@ -79,6 +79,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", type=Path, required=True, help="folder with fold0, fold1, fold2")
+    parser.add_argument(
+        "--no-center",
+        action="store_true",
+        help="zero the models' centring vector (the shipped recipe trains with center=False)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     samples = check_samples(load_identity_folder(NYALA)).samples
@@ -87,6 +92,8 @@ def main() -> None:
     rows = []
     for k, test in enumerate(folds(individuals)):
         trained = load_trained_embedder(args.models / f"fold{k}", "cpu", 32)
+        if args.no_center:
+            trained._tail.center.zero_()  # models trained before centring was switched off
         for name, embedder in (("untrained", untrained), ("trained", trained)):
             row = {"fold": k, "model": name, **evaluate(embedder, samples, test)}
             rows.append(row)

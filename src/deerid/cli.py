@@ -602,6 +602,7 @@ def train(
     from deerid.training.data import TrainingDataError
     from deerid.training.loop import TrainConfig
     from deerid.training.loop import train as run_train
+    from deerid.training.progress import progress_line
 
     settings = _settings()
     if not out or "/" in out or out.startswith(".") or out in available_backbones():
@@ -615,21 +616,13 @@ def train(
     def report_progress(event: dict[str, Any]) -> None:
         if as_json:
             return
-        if event.get("phase") == "cache":
-            done, total = event["done"], event["total"]
-            # the frozen layers run once per image and view; say so, it is most of a short run
-            if done == total or done % max(1, total // 4) == 0:
-                err.print(f"precomputing frozen layers: {done}/{total} images, {event['seconds']:.0f} s")
-            return
-        if event.get("phase") != "epoch":
-            return
-        val = event.get("val_score")
-        err.print(
-            f"epoch {event['epoch']}/{event['epochs']}  loss {event['loss']:.3f}"
-            + (f"  validation top-1 {val:.1%}" if val is not None else "")
-            + f"  {event['seconds']:.0f} s  ETA {event['eta_s'] / 60:.1f} min",
-            soft_wrap=True,
-        )
+        if (
+            event.get("phase") == "cache"
+            and event["done"] % max(1, event["total"] // 4)
+            and event["done"] != event["total"]
+        ):
+            return  # the frozen layers run once per image: four lines are enough
+        err.print(progress_line(event), soft_wrap=True)
 
     with tempfile.TemporaryDirectory(prefix="deerid-train-") as scratch:
         try:

@@ -37,8 +37,9 @@ class TrainedEmbedder:
     """Same contract as `deerid.embed.embedder.Embedder`: `.model_id`, `.dim`, `.backbone`,
     `.input_size`, `.batch_size`, `.device`, `.embed(images) -> float32 (n, dim)` L2-normalised."""
 
-    def __init__(self, model_dir: Path, info: dict[str, Any], trunk, tail, device: torch.device,
-                 batch_size: int) -> None:
+    def __init__(
+        self, model_dir: Path, info: dict[str, Any], trunk, tail, device: torch.device, batch_size: int
+    ) -> None:
         self.model_dir = model_dir
         self.info = info
         self.model_id: str = info["model_id"]
@@ -58,7 +59,9 @@ class TrainedEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = to_batch(images[start : start + self.batch_size], self.input_size, self._spec.mean, self._spec.std)
+            batch = to_batch(
+                images[start : start + self.batch_size], self.input_size, self._spec.mean, self._spec.std
+            )
             chunks.append(self._forward(batch))
         return np.concatenate(chunks)
 
@@ -81,11 +84,22 @@ def read_model_info(model_dir: Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise TrainedModelError(f"trained model folder not found: {model_dir}")
     if not path.is_file():
-        raise TrainedModelError(f"{model_dir} has no {MODEL_FILE}: not a trained model folder (or training did not finish)")
+        raise TrainedModelError(
+            f"{model_dir} has no {MODEL_FILE}: not a trained model folder (or training did not finish)"
+        )
     try:
         info = json.loads(path.read_text())
-        for k in ("model_id", "backbone", "input_size", "dim", "split_block", "base_weights_sha256", "tail_sha256", "config"):
-            info[k]  # noqa: B018
+        for k in (
+            "model_id",
+            "backbone",
+            "input_size",
+            "dim",
+            "split_block",
+            "base_weights_sha256",
+            "tail_sha256",
+            "config",
+        ):
+            info[k]
     except (ValueError, KeyError, TypeError) as exc:
         raise TrainedModelError(f"{path} is damaged or not a trained model description: {exc}") from exc
     if info.get("kind") != "trained":
@@ -109,7 +123,7 @@ def load_trained_embedder(model_dir: Path, device: str = "cpu", batch_size: int 
         state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise TrainedModelError(f"{model_dir / WEIGHTS_FILE} is missing; retrain or restore it") from exc
-    except Exception as exc:  # noqa: BLE001 — torch raises several types for a broken file
+    except Exception as exc:
         raise TrainedModelError(f"{model_dir / WEIGHTS_FILE} cannot be read: {exc}") from exc
     if not isinstance(state, dict) or state_sha256(state) != info["tail_sha256"]:
         raise TrainedModelError(

@@ -8,5 +8,6 @@ See docs/training.md for the recipe and its measured effect.
 
 from deerid.training.data import TrainingDataError
 from deerid.training.loop import TrainConfig, TrainedModel, train
+from deerid.training.progress import progress_line
 
-__all__ = ["TrainConfig", "TrainedModel", "TrainingDataError", "train"]
+__all__ = ["TrainConfig", "TrainedModel", "TrainingDataError", "progress_line", "train"]

@@ -28,8 +28,15 @@ CLEAN, MIRROR = 0, 1
 
 def cache_key(backbone: str, input_size: int, split: int, aug: AugmentConfig, n_aug: int, seed: int) -> str:
     payload = json.dumps(
-        {"backbone": backbone, "input_size": input_size, "split": split, "aug": asdict(aug),
-         "n_aug": n_aug, "seed": seed, "v": 1},
+        {
+            "backbone": backbone,
+            "input_size": input_size,
+            "split": split,
+            "aug": asdict(aug),
+            "n_aug": n_aug,
+            "seed": seed,
+            "v": 1,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -68,7 +75,7 @@ def build_cache(
             try:
                 out[i] = torch.load(f, map_location="cpu", weights_only=True)
                 continue
-            except Exception:  # noqa: BLE001 — a damaged cache file is recomputed
+            except Exception:
                 f.unlink(missing_ok=True)
         todo.append(i)
     if cache_dir:

@@ -76,7 +76,7 @@ def split_individuals(
 ) -> tuple[list[str], list[str]]:
     """(train, validation) individuals; validation empty when there are too few to spare."""
     ids = sorted(individuals)
-    n_val = int(round(len(ids) * fraction))
+    n_val = round(len(ids) * fraction)
     if fraction <= 0 or n_val < min_val or len(ids) - n_val < min_train:
         return ids, []
     order = np.random.default_rng(seed).permutation(len(ids))

@@ -110,7 +110,9 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def make_trained_model_id(backbone: str, input_size: int, weights_sha: str, config: TrainConfig, base_sha: str) -> str:
+def make_trained_model_id(
+    backbone: str, input_size: int, weights_sha: str, config: TrainConfig, base_sha: str
+) -> str:
     payload = json.dumps(
         {"tail": weights_sha, "base": base_sha, "recipe": config.recipe_hash(), "format": FORMAT_VERSION},
         sort_keys=True,
@@ -153,7 +155,10 @@ def train(
     run_key = hashlib.sha256(f"{config.recipe_hash()}:{data_hash}".encode()).hexdigest()
 
     if resume and (out_dir / MODEL_FILE).is_file():
-        info = json.loads((out_dir / MODEL_FILE).read_text())
+        try:
+            info = json.loads((out_dir / MODEL_FILE).read_text())
+        except ValueError:  # a damaged description: train again
+            info = {}
         if info.get("run_key") == run_key and (out_dir / WEIGHTS_FILE).is_file():
             _emit(progress, phase="done", reused=True, model_id=info["model_id"])
             return TrainedModel(info["model_id"], out_dir, info)
@@ -172,26 +177,68 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         return _train(
-            data, data_hash, run_key, config, out_dir, trunk, tail, spec, weights.sha256, total_blocks,
-            device, progress, resume, t_start,
+            data,
+            data_hash,
+            run_key,
+            config,
+            out_dir,
+            trunk,
+            tail,
+            spec,
+            weights.sha256,
+            total_blocks,
+            device,
+            progress,
+            resume,
+            t_start,
         )
     finally:
         torch.use_deterministic_algorithms(prev_det)
 
 
-def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sha, total_blocks,
-           device, progress, resume, t_start) -> TrainedModel:
+def _train(
+    data,
+    data_hash,
+    run_key,
+    config,
+    out_dir,
+    trunk,
+    tail,
+    spec,
+    base_sha,
+    total_blocks,
+    device,
+    progress,
+    resume,
+    t_start,
+) -> TrainedModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(config.cache_dir) if config.cache_dir else out_dir / "cache"
-    key = cache_key(spec.name, config.input_size, total_blocks - config.trainable_blocks, config.augment,
-                    config.n_aug_views, config.seed)
+    key = cache_key(
+        spec.name,
+        config.input_size,
+        total_blocks - config.trainable_blocks,
+        config.augment,
+        config.n_aug_views,
+        config.seed,
+    )
     t0 = time.monotonic()
     feats = build_cache(
-        [s[0] for s in data.samples], data.sha256, trunk, input_size=config.input_size, mean=spec.mean,
-        std=spec.std, aug=config.augment, n_aug=config.n_aug_views, seed=config.seed, key=key,
-        cache_dir=cache_dir, device=device,
-        progress=lambda done, total: _emit(progress, phase="cache", done=done, total=total,
-                                           seconds=time.monotonic() - t0),
+        [s[0] for s in data.samples],
+        data.sha256,
+        trunk,
+        input_size=config.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        aug=config.augment,
+        n_aug=config.n_aug_views,
+        seed=config.seed,
+        key=key,
+        cache_dir=cache_dir,
+        device=device,
+        progress=lambda done, total: _emit(
+            progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
+        ),
     )
     cache_s = time.monotonic() - t0
 
@@ -206,8 +253,13 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
 
     gen = torch.Generator().manual_seed(config.seed)
     criterion = SubCenterArcFace(
-        tail.projection.shape[1], n_classes, k=config.subcenters, scale=config.arcface_scale,
-        margin=config.arcface_margin, label_smoothing=config.label_smoothing, generator=gen,
+        tail.projection.shape[1],
+        n_classes,
+        k=config.subcenters,
+        scale=config.arcface_scale,
+        margin=config.arcface_margin,
+        label_smoothing=config.label_smoothing,
+        generator=gen,
     ).to(device)
     if config.loss == "arcface":
         v0 = embed_cached(tail, feats[train_idx, CLEAN], device)
@@ -227,16 +279,22 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / config.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / (steps_per_epoch * config.epochs), 1.0)))
+        opt,
+        lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(1, steps_per_epoch * config.epochs), 1.0))),
     )
 
+    last_val: dict[str, float | None] = {"val_top1": None, "val_mAP": None}
+
     def validate() -> float | None:
+        """Selection score on the validation individuals: top-1 + mAP (mAP steadies a noisy top-1)."""
+        last_val.update(val_top1=None, val_mAP=None)
         if len(val_idx) == 0:
             return None
         v = embed_cached(tail, feats[val_idx, CLEAN], device).numpy()
         m = retrieval_metrics(v, [individuals[i] for i in val_idx], [sightings[i] for i in val_idx])
         if not m["n_queries"]:
             return None
+        last_val.update(val_top1=float(m["top1"]), val_mAP=float(m["mAP"]))
         return float(m["top1"] + m["mAP"])
 
     history: list[dict[str, Any]] = []
@@ -247,7 +305,7 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
     if resume and ckpt_path.is_file():
         try:
             ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 — a damaged checkpoint means starting over
+        except Exception:
             ck = None
         if ck and ck.get("run_key") == run_key:
             tail.load_state_dict(ck["tail"])
@@ -288,11 +346,25 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
             best = {"score": score, "epoch": epoch + 1, "state": copy.deepcopy(tail.state_dict())}
         seconds = time.monotonic() - te
         epoch_times.append(seconds)
-        row = {"epoch": epoch + 1, "loss": total_loss / max(n_seen, 1), "val_score": score, "seconds": seconds}
+        row = {
+            "epoch": epoch + 1,
+            "loss": total_loss / max(n_seen, 1),
+            "val_score": score,
+            **last_val,
+            "seconds": seconds,
+        }
         history.append(row)
         torch.save(
-            {"run_key": run_key, "epoch": epoch + 1, "tail": tail.state_dict(), "criterion": criterion.state_dict(),
-             "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history, "best": best},
+            {
+                "run_key": run_key,
+                "epoch": epoch + 1,
+                "tail": tail.state_dict(),
+                "criterion": criterion.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "history": history,
+                "best": best,
+            },
             ckpt_path.with_suffix(".tmp"),
         )
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)
@@ -325,10 +397,19 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
         "config": config.to_json(),
         "run_key": run_key,
         "seed": config.seed,
-        "data": {**data.counts(), "sha256": data_hash, "skipped": data.skipped,
-                 "train_individuals": len(train_ids), "val_individuals": len(val_ids)},
-        "metrics": {"history": history, "best_epoch": best["epoch"], "best_val_score": best["score"],
-                    "val_score_untrained": untrained_score},
+        "data": {
+            **data.counts(),
+            "sha256": data_hash,
+            "skipped": data.skipped,
+            "train_individuals": len(train_ids),
+            "val_individuals": len(val_ids),
+        },
+        "metrics": {
+            "history": history,
+            "best_epoch": best["epoch"],
+            "best_val_score": best["score"],
+            "val_score_untrained": untrained_score,
+        },
         "seconds": {"cache": cache_s, "total": time.monotonic() - t_start},
         "device": device.type,
         "deerid_version": deerid.__version__,
@@ -342,8 +423,14 @@ def _train(data, data_hash, run_key, config, out_dir, trunk, tail, spec, base_sh
     ckpt_path.unlink(missing_ok=True)
     if not config.keep_cache and not config.cache_dir:
         shutil.rmtree(cache_dir, ignore_errors=True)
-    _emit(progress, phase="done", reused=False, model_id=model_id, best_epoch=best["epoch"],
-          seconds=info["seconds"]["total"])
+    _emit(
+        progress,
+        phase="done",
+        reused=False,
+        model_id=model_id,
+        best_epoch=best["epoch"],
+        seconds=info["seconds"]["total"],
+    )
     return TrainedModel(model_id, out_dir, info)
 
 
@@ -374,7 +461,7 @@ def _batches(labels: torch.Tensor, config: TrainConfig, g: torch.Generator) -> l
 
 def _pick_views(n: int, y: torch.Tensor, config: TrainConfig, n_ids: int, g: torch.Generator):
     """A random cached view per sample: clean or augmented; with flip, sometimes the mirror."""
-    plain = torch.tensor([CLEAN] + list(range(2, 2 + config.n_aug_views)))
+    plain = torch.tensor([CLEAN, *list(range(2, 2 + config.n_aug_views))])
     views = plain[torch.randint(len(plain), (n,), generator=g)]
     if config.flip != "none":
         # The mirror is one more view, drawn as often as each of the others.

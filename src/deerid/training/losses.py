@@ -16,8 +16,15 @@ class SubCenterArcFace(nn.Module):
     """
 
     def __init__(
-        self, dim: int, n_classes: int, *, k: int = 1, scale: float = 30.0, margin: float = 0.3,
-        label_smoothing: float = 0.0, generator: torch.Generator | None = None,
+        self,
+        dim: int,
+        n_classes: int,
+        *,
+        k: int = 1,
+        scale: float = 30.0,
+        margin: float = 0.3,
+        label_smoothing: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.k, self.scale, self.margin, self.label_smoothing = k, scale, margin, label_smoothing

@@ -37,7 +37,7 @@ class Trunk(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> Trunk:  # noqa: ARG002 — frozen batch-norm statistics
+    def train(self, mode: bool = True) -> Trunk:
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
