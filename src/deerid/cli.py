@@ -279,7 +279,7 @@ def deer_list(
     """One row per deer: id, name, sex, first/last seen, sightings, cameras."""
     from deerid.db.session import session_factory
     from deerid.domain.classes import Sex
-    from deerid.store.deer import list_deer
+    from deerid.store.views import DeerFilter, list_deer
 
     settings = _settings()
     try:
@@ -287,7 +287,8 @@ def deer_list(
     except ValueError:
         _fail(f"unknown sex {sex!r}: use one of {', '.join(s.value for s in Sex)}")
     with _user_errors(), session_factory(settings)() as session:
-        rows = list_deer(session, sex=sex_filter)
+        _, found = list_deer(session, DeerFilter(sex=sex_filter), limit=1_000_000)
+        rows = [(deer, cameras) for deer, _, cameras in found]
     if as_json:
         print(
             json.dumps(
@@ -300,15 +301,15 @@ def deer_list(
                         "last_seen": r.last_seen.isoformat() if r.last_seen else None,
                         "sightings": r.sighting_count,
                         "confidence": r.confidence,
-                        "cameras": r.cameras,
+                        "cameras": cameras,
                     }
-                    for r in rows
+                    for r, cameras in rows
                 ]
             )
         )
         return
     table = Table("id", "name", "sex", "first seen", "last seen", "sightings", "cameras")
-    for r in rows:
+    for r, cameras in rows:
         table.add_row(
             str(r.id)[:8],
             r.name,
@@ -316,7 +317,7 @@ def deer_list(
             _fmt_time(r.first_seen),
             _fmt_time(r.last_seen),
             str(r.sighting_count),
-            ", ".join(r.cameras),
+            ", ".join(cameras),
         )
     console.print(table)
     console.print(f"{len(rows)} deer")
@@ -329,7 +330,8 @@ def deer_show(
 ) -> None:
     """A deer's sightings with time, camera and similarity."""
     from deerid.db.session import session_factory
-    from deerid.store.deer import find_deer, sightings
+    from deerid.store.deer import find_deer
+    from deerid.store.views import sightings
 
     settings = _settings()
     with _user_errors(), session_factory(settings)() as session:
@@ -350,14 +352,19 @@ def deer_show(
                     "confidence": found.confidence,
                     "sightings": [
                         {
-                            "detection_id": s.detection_id,
-                            "captured_at": s.captured_at.isoformat() if s.captured_at else None,
-                            "camera": s.camera,
-                            "image": s.image_path,
-                            "bbox": list(s.bbox),
-                            "class": s.class_label,
-                            "similarity": s.similarity,
-                            "assignment": s.assignment.value if s.assignment else None,
+                            "detection_id": s.detection.id,
+                            "captured_at": s.local_time.isoformat() if s.local_time else None,
+                            "camera": s.camera.name if s.camera else None,
+                            "image": s.image.path,
+                            "bbox": [
+                                s.detection.bbox_x,
+                                s.detection.bbox_y,
+                                s.detection.bbox_w,
+                                s.detection.bbox_h,
+                            ],
+                            "class": s.detection.class_label,
+                            "similarity": s.detection.similarity,
+                            "assignment": s.detection.assignment.value if s.detection.assignment else None,
                         }
                         for s in rows
                     ],
@@ -373,14 +380,15 @@ def deer_show(
     )
     table = Table("detection", "time", "camera", "class", "similarity", "how", "photo")
     for s in rows:
+        det = s.detection
         table.add_row(
-            str(s.detection_id),
-            _fmt_time(s.captured_at),
-            s.camera or "-",
-            s.class_label or "-",
-            f"{s.similarity:.3f}" if s.similarity is not None else "-",
-            s.assignment.value if s.assignment else "-",
-            Path(s.image_path).name,
+            str(det.id),
+            _fmt_time(s.local_time),
+            s.camera.name if s.camera else "-",
+            det.class_label or "-",
+            f"{det.similarity:.3f}" if det.similarity is not None else "-",
+            det.assignment.value if det.assignment else "-",
+            Path(s.image.path).name,
         )
     console.print(table)
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     api_token: str | None = Field(
         None,
-        description="Bearer token for changes through the API; unset = generated once and kept in the data dir.",
+        description="Bearer token for changes through the API; unset = generated once, kept in the data dir.",
     )
     task_visibility_timeout: int = Field(
         3600,

@@ -17,7 +17,7 @@ import deerid
 from deerid.core.config import Settings
 from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
 from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
-from deerid.embed.preprocess import to_batch
+from deerid.embed.preprocess import embed_batches
 from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
 
 __all__ = ["Embedder", "available_backbones", "get_embedder", "make_model_id"]
@@ -81,15 +81,15 @@ class Embedder:
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """float32 (n, dim), each row L2-normalised; input order is kept."""
-        if len(images) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = to_batch(
-                images[start : start + self.batch_size], self.input_size, self._spec.mean, self._spec.std
-            )
-            chunks.append(self._forward(batch))
-        return np.concatenate(chunks)
+        return embed_batches(
+            images,
+            batch_size=self.batch_size,
+            size=self.input_size,
+            mean=self._spec.mean,
+            std=self._spec.std,
+            dim=self.dim,
+            forward=self._forward,
+        )
 
     def _forward(self, batch: torch.Tensor) -> np.ndarray:
         # One lock per model: PyTorch modules are not documented thread-safe, and

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,3 +25,23 @@ def to_batch(
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return batch.sub_(mean_t).div_(std_t)
+
+
+def embed_batches(
+    images: Sequence[Image.Image],
+    *,
+    batch_size: int,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dim: int,
+    forward: Callable[[torch.Tensor], np.ndarray],
+) -> np.ndarray:
+    """Run `forward` over the images in batches; (n, dim) float32, input order kept."""
+    if len(images) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    chunks = [
+        forward(to_batch(images[start : start + batch_size], size, mean, std))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(chunks)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from deerid.embed.backbones import get_backbone_spec
-from deerid.embed.preprocess import to_batch
+from deerid.embed.preprocess import embed_batches
 from deerid.embed.weights import load_network, resolve_weights
 
 MODEL_FILE = "model.json"
@@ -55,15 +55,16 @@ class TrainedEmbedder:
         self._lock = threading.Lock()
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = to_batch(
-                images[start : start + self.batch_size], self.input_size, self._spec.mean, self._spec.std
-            )
-            chunks.append(self._forward(batch))
-        return np.concatenate(chunks)
+        """float32 (n, dim), each row L2-normalised; input order is kept."""
+        return embed_batches(
+            images,
+            batch_size=self.batch_size,
+            size=self.input_size,
+            mean=self._spec.mean,
+            std=self._spec.std,
+            dim=self.dim,
+            forward=self._forward,
+        )
 
     def _forward(self, batch: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():

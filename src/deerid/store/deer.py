@@ -15,7 +15,6 @@ or dates out of step:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from deerid.domain.classes import Sex
 from deerid.domain.matching import Candidate
-from deerid.models import EMBEDDING_DIM, Assignment, Camera, Deer, Detection, DetectionStatus, Image
+from deerid.models import EMBEDDING_DIM, Assignment, Deer, Detection, DetectionStatus, Image
 
 NEIGHBOURS = 64  # sightings fetched per query: enough to cover several deer with many sightings each
 
@@ -186,51 +185,6 @@ def recompute_profile(session: Session, deer_id: uuid.UUID) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class DeerSummary:
-    id: uuid.UUID
-    name: str
-    sex: Sex
-    first_seen: datetime | None
-    last_seen: datetime | None
-    sighting_count: int
-    confidence: float | None
-    cameras: list[str]
-
-
-def list_deer(session: Session, *, sex: Sex | None = None) -> list[DeerSummary]:
-    cameras = (
-        sa.select(sa.func.array_agg(sa.distinct(Camera.name)))
-        .select_from(Detection)
-        .join(Image, Image.id == Detection.image_id)
-        .join(Camera, Camera.id == Image.camera_id)
-        .where(Detection.deer_id == Deer.id)
-        .scalar_subquery()
-    )
-    query = sa.select(Deer, cameras).order_by(Deer.last_seen.desc().nulls_last(), Deer.name)
-    if sex is not None:
-        query = query.where(Deer.sex == sex)
-    return [
-        DeerSummary(
-            d.id, d.name, d.sex, d.first_seen, d.last_seen, d.sighting_count, d.confidence, sorted(cams or [])
-        )
-        for d, cams in session.execute(query).all()
-    ]
-
-
-@dataclass(frozen=True)
-class Sighting:
-    detection_id: int
-    image_id: int
-    image_path: str
-    captured_at: datetime | None
-    camera: str | None
-    bbox: tuple[float, float, float, float]
-    class_label: str | None
-    similarity: float | None
-    assignment: Assignment | None
-
-
 def find_deer(session: Session, key: str) -> Deer | None:
     """A deer by full UUID, unique UUID prefix, or exact name."""
     try:
@@ -246,30 +200,6 @@ def find_deer(session: Session, key: str) -> Deer | None:
         .all()
     )
     return by_prefix[0] if len(by_prefix) == 1 else None
-
-
-def sightings(session: Session, deer_id: uuid.UUID) -> list[Sighting]:
-    rows = session.execute(
-        sa.select(Detection, Image, Camera.name)
-        .join(Image, Image.id == Detection.image_id)
-        .outerjoin(Camera, Camera.id == Image.camera_id)
-        .where(Detection.deer_id == deer_id)
-        .order_by(Image.captured_at.nulls_last(), Detection.id)
-    ).all()
-    return [
-        Sighting(
-            det.id,
-            img.id,
-            img.path,
-            img.captured_at,
-            cam,
-            (det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h),
-            det.class_label,
-            det.similarity,
-            det.assignment,
-        )
-        for det, img, cam in rows
-    ]
 
 
 def counts_by_sex(session: Session) -> dict[Sex, int]:
