@@ -28,14 +28,18 @@ def test_train_list_use_eval(settings: Settings, tmp_path: Path) -> None:
     for individual in sorted(p for p in NYALA.iterdir() if p.is_dir())[:3]:
         (folder / individual.name).symlink_to(individual, target_is_directory=True)
 
-    trained = run(settings, "train", str(folder), "--out", "mine", "--epochs", "1", "--json")
+    trained = run(settings, "train", str(folder), "--out", "mine", "--epochs", "1")
     assert trained.returncode == 0, trained.stderr
-    info = json.loads(trained.stdout.strip().splitlines()[-1])
-    assert info["model_id"].startswith("efficientnet_lite1-240-ft-")
+    progress = trained.stderr
+    assert progress.count("caching frozen features") == 4 and "epoch 1/1" in progress and "ETA" in progress
 
     listed = json.loads(run(settings, "models", "list", "--json").stdout)
     mine = [m for m in listed if m["name"] == "mine"]
     assert mine and mine[0]["kind"] == "trained" and not mine[0]["active"]
+    info = {"model_id": mine[0]["model_id"]}
+    assert info["model_id"].startswith("efficientnet_lite1-240-ft-")
+    again = run(settings, "train", str(folder), "--out", "mine", "--epochs", "1", "--json")
+    assert json.loads(again.stdout.strip().splitlines()[-1])["model_id"] == info["model_id"]  # reused
 
     used = run(settings, "models", "use", "mine")
     assert used.returncode == 0 and info["model_id"] in used.stdout

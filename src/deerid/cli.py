@@ -621,15 +621,17 @@ def train(
     if epochs is not None:
         config.epochs = epochs
 
+    quarters_shown = {"n": 0}
+
     def report_progress(event: dict[str, Any]) -> None:
         if as_json:
             return
-        if (
-            event.get("phase") == "cache"
-            and event["done"] % max(1, event["total"] // 4)
-            and event["done"] != event["total"]
-        ):
-            return  # the frozen layers run once per image: four lines are enough
+        if event.get("phase") == "cache":
+            # The frozen layers run once per image, in batches: one line per quarter is enough.
+            quarter = 4 * event["done"] // max(1, event["total"])
+            if quarter <= quarters_shown["n"]:
+                return
+            quarters_shown["n"] = quarter
         err.print(progress_line(event), soft_wrap=True)
 
     with tempfile.TemporaryDirectory(prefix="deerid-train-") as scratch:
