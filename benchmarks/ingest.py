@@ -92,6 +92,24 @@ def bench_backbone(root_url: str, base: Settings, runs: int) -> dict[str, object
     }
 
 
+def _buck_row(image_id: int, vec: np.ndarray, model: str, **assigned: object) -> dict[str, object]:
+    return {
+        "image_id": image_id,
+        "source_index": 0,
+        "bbox_x": 0.1,
+        "bbox_y": 0.1,
+        "bbox_w": 0.3,
+        "bbox_h": 0.3,
+        "detector_conf": 0.9,
+        "category": "animal",
+        "sex": Sex.BUCK,
+        "status": DetectionStatus.ASSIGNED if assigned else DetectionStatus.PENDING,
+        "embedding": vec / np.linalg.norm(vec),
+        "model_id": model,
+        **assigned,
+    }
+
+
 def bench_gallery(root_url: str, base: Settings, size: int, queries: int = 100) -> dict[str, object]:
     """match+store latency with `size` stored buck sightings (5 per deer), HNSW index in use."""
     settings = base.model_copy(update={"database_url": new_database(root_url)})
@@ -132,22 +150,13 @@ def bench_gallery(root_url: str, base: Settings, size: int, queries: int = 100) 
         for i in range(size):
             vec = centres[i // per_deer] + 0.35 * rng.standard_normal(dim).astype(np.float32)
             rows.append(
-                {
-                    "image_id": image_ids[i],
-                    "source_index": 0,
-                    "bbox_x": 0.1,
-                    "bbox_y": 0.1,
-                    "bbox_w": 0.3,
-                    "bbox_h": 0.3,
-                    "detector_conf": 0.9,
-                    "category": "animal",
-                    "sex": Sex.BUCK,
-                    "status": DetectionStatus.ASSIGNED,
-                    "embedding": vec / np.linalg.norm(vec),
-                    "model_id": model,
-                    "deer_id": deer_ids[i // per_deer],
-                    "assignment": Assignment.MATCHED,
-                }
+                _buck_row(
+                    image_ids[i],
+                    vec,
+                    model,
+                    deer_id=deer_ids[i // per_deer],
+                    assignment=Assignment.MATCHED,
+                )
             )
         for start in range(0, size, 2000):
             s.execute(sa.insert(Detection), rows[start : start + 2000])
@@ -166,20 +175,7 @@ def bench_gallery(root_url: str, base: Settings, size: int, queries: int = 100) 
             query_ids.append(
                 s.execute(
                     sa.insert(Detection).returning(Detection.id),
-                    {
-                        "image_id": image_ids[size + q],
-                        "source_index": 0,
-                        "bbox_x": 0.1,
-                        "bbox_y": 0.1,
-                        "bbox_w": 0.3,
-                        "bbox_h": 0.3,
-                        "detector_conf": 0.9,
-                        "category": "animal",
-                        "sex": Sex.BUCK,
-                        "status": DetectionStatus.PENDING,
-                        "embedding": vec / np.linalg.norm(vec),
-                        "model_id": model,
-                    },
+                    _buck_row(image_ids[size + q], vec, model),
                 ).scalar_one()
             )
     with factory() as s, s.begin():

@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 import deerid
 from deerid.core.config import Settings
 from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
 from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
-from deerid.embed.preprocess import embed_batches
+from deerid.embed.preprocess import BatchedEmbedder
 from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
 
 __all__ = ["Embedder", "available_backbones", "get_embedder", "make_model_id"]
@@ -37,7 +35,7 @@ def default_head_config(spec: BackboneSpec) -> HeadConfig:
     return HeadConfig(in_dim=spec.feature_dim)
 
 
-class Embedder:
+class Embedder(BatchedEmbedder):
     """One backbone + head on one device. `embed` is safe to call from many threads."""
 
     def __init__(
@@ -78,18 +76,6 @@ class Embedder:
         self._network = network.eval().to(self.device)
         self._head = self._head.eval().to(self.device)
         self._lock = threading.Lock()
-
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """float32 (n, dim), each row L2-normalised; input order is kept."""
-        return embed_batches(
-            images,
-            batch_size=self.batch_size,
-            size=self.input_size,
-            mean=self._spec.mean,
-            std=self._spec.std,
-            dim=self.dim,
-            forward=self._forward,
-        )
 
     def _forward(self, batch: torch.Tensor) -> np.ndarray:
         # One lock per model: PyTorch modules are not documented thread-safe, and

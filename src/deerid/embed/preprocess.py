@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,21 +28,26 @@ def to_batch(
     return batch.sub_(mean_t).div_(std_t)
 
 
-def embed_batches(
-    images: Sequence[Image.Image],
-    *,
-    batch_size: int,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    dim: int,
-    forward: Callable[[torch.Tensor], np.ndarray],
-) -> np.ndarray:
-    """Run `forward` over the images in batches; (n, dim) float32, input order kept."""
-    if len(images) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    chunks = [
-        forward(to_batch(images[start : start + batch_size], size, mean, std))
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(chunks)
+class BatchedEmbedder:
+    """`embed` for any embedder that supplies `_forward(batch) -> np.ndarray`: crops are
+    resized and normalised as its backbone was trained, in batches, input order kept."""
+
+    batch_size: int
+    input_size: int
+    dim: int
+    _spec: Any  # BackboneSpec: mean and std of its training
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """float32 (n, dim), each row L2-normalised; input order is kept."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        size, mean, std = self.input_size, self._spec.mean, self._spec.std
+        return np.concatenate(
+            [
+                self._forward(to_batch(images[start : start + self.batch_size], size, mean, std))
+                for start in range(0, len(images), self.batch_size)
+            ]
+        )
+
+    def _forward(self, batch: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from deerid.embed.backbones import get_backbone_spec
-from deerid.embed.preprocess import embed_batches
+from deerid.embed.preprocess import BatchedEmbedder
 from deerid.embed.weights import load_network, resolve_weights
 
 MODEL_FILE = "model.json"
@@ -33,7 +31,7 @@ class TrainedModelError(RuntimeError):
     """A trained model folder is missing, incomplete or damaged; the message says which."""
 
 
-class TrainedEmbedder:
+class TrainedEmbedder(BatchedEmbedder):
     """Same contract as `deerid.embed.embedder.Embedder`: `.model_id`, `.dim`, `.backbone`,
     `.input_size`, `.batch_size`, `.device`, `.embed(images) -> float32 (n, dim)` L2-normalised."""
 
@@ -53,18 +51,6 @@ class TrainedEmbedder:
         self._trunk = trunk.to(device).eval()
         self._tail = tail.to(device).eval()
         self._lock = threading.Lock()
-
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """float32 (n, dim), each row L2-normalised; input order is kept."""
-        return embed_batches(
-            images,
-            batch_size=self.batch_size,
-            size=self.input_size,
-            mean=self._spec.mean,
-            std=self._spec.std,
-            dim=self.dim,
-            forward=self._forward,
-        )
 
     def _forward(self, batch: torch.Tensor) -> np.ndarray:
         with self._lock, torch.inference_mode():

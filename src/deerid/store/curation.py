@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,14 +22,11 @@ from deerid.models import (
     ReviewDecisionKind,
 )
 from deerid.store.deer import create_deer, recompute_profile
+from deerid.store.detections import now
 
 
 class CurationError(ValueError):
     """A change that would break a rule (e.g. two boxes of one photo in one deer)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def get_deer(session: Session, deer_id: uuid.UUID) -> Deer:
@@ -144,7 +140,7 @@ def undo_merge(session: Session, merge_id: int) -> list[uuid.UUID]:
         )
         recompute_profile(session, deer_id)
         restored.append(deer_id)
-    record.undone_at = _now()
+    record.undone_at = now()
     recompute_profile(session, record.target_id)
     return restored
 
@@ -180,7 +176,7 @@ def move_detections(
             sex=target.sex,
             assignment=Assignment.MANUAL,
             status=DetectionStatus.ASSIGNED,
-            confirmed_at=_now(),
+            confirmed_at=now(),
         )
     )
     for deer_id in sources:
@@ -210,7 +206,7 @@ def confirm(session: Session, detection_id: int, candidate: uuid.UUID) -> uuid.U
     get_deer(session, candidate)
     similarity = det.similarity
     if det.deer_id == candidate:
-        det.confirmed_at = _now()
+        det.confirmed_at = now()
     else:
         move_detections(session, [detection_id], candidate)
     record_decision(session, detection_id, candidate, ReviewDecisionKind.CONFIRM, similarity)
