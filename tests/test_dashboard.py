@@ -3,8 +3,8 @@ uvicorn server on the feeder photos: 65 deer, each founded by one sighting.
 
 What is tried: the gallery (loaded crops, filters, pages, empty states), a deer's page
 (sighting grid, timeline, hour plot, cameras), renaming, merging with undo, moving a sighting
-to another deer, a review item confirmed with the keyboard, editing a camera, the token
-prompt on 401, the upload page, and the shell handing its token to this machine only.
+to another deer, editing a camera, the token prompt on 401, the upload page, and the shell handing
+its token to this machine only. The review screen has its own tests: test_review_screen.py.
 Screenshots of every page land in artifacts/<test name>/.
 """
 
@@ -50,8 +50,8 @@ expect.set_options(timeout=10_000)
 
 @pytest.fixture(scope="module")
 def feeder(pg_root: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """One database with every feeder photo ingested, shared by the module's tests; the review
-    threshold sits just above the closest call, so the founders that nearly matched need review."""
+    """One database with every feeder photo ingested, shared by the module's tests; the threshold is
+    then set just above the closest call, so an upload of a copy of a photo matches automatically."""
     data_dir = tmp_path_factory.mktemp("dashboard") / "data"
     data_dir.mkdir()
     (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
@@ -136,14 +136,6 @@ def deer_with_own_photos(api: httpx.Client, n: int, skip: set[str] = frozenset()
     raise AssertionError(f"fewer than {n} bucks on photos of their own")
 
 
-def review_deer(api: httpx.Client) -> set[str]:
-    return {
-        d
-        for item in api.get("/api/review", params={"limit": 200}).json()
-        for d in (item["current_deer"]["id"], item["candidate_deer"]["id"])
-    }
-
-
 def test_gallery_cards_filters_and_pages(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
     total = api.get("/api/deer").json()["total"]
     assert total == 65
@@ -223,7 +215,7 @@ def test_deer_page_and_rename(page: Page, api: httpx.Client, artifacts_dir: Path
 
 
 def test_merge_then_undo(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
-    a, b = deer_with_own_photos(api, 2, skip=review_deer(api))
+    a, b = deer_with_own_photos(api, 2)
     page.goto(f"/deer/{a['id']}")
     page.click("#merge-deer")
     page.fill("#pick-q", b["name"])
@@ -247,7 +239,7 @@ def test_merge_then_undo(page: Page, api: httpx.Client, artifacts_dir: Path) -> 
 
 
 def test_move_a_sighting_to_another_deer(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
-    a, b, c = deer_with_own_photos(api, 3, skip=review_deer(api))
+    a, b, c = deer_with_own_photos(api, 3)
     api.post(f"/api/deer/{a['id']}/merge", json={"deer_ids": [b["id"]]}).raise_for_status()
     dets = api.get(f"/api/deer/{a['id']}/detections").json()
     assert len(dets) == 2
@@ -264,36 +256,6 @@ def test_move_a_sighting_to_another_deer(page: Page, api: httpx.Client, artifact
     moved = api.get(f"/api/deer/{c['id']}/detections").json()
     assert moving in [d["detection_id"] for d in moved]
     shot(page, artifacts_dir, "deer-after-move")
-
-
-def test_review_with_the_keyboard(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
-    queue = api.get("/api/review", params={"limit": 200}).json()
-    assert len(queue) >= 2
-    item = queue[0]
-    page.goto("/review")
-    shown = page.locator(".review-item")
-    expect(shown).to_have_attribute("data-detection", str(item["detection_id"]))
-    expect(page.locator("#review-similarity")).to_have_text(f"{item['similarity']:.3f}")
-    expect(page.locator(".candidate-crops img")).to_have_count(
-        max(1, len(item["candidate_crops"])) if item["candidate_deer"]["crop_url"] else 0
-    )
-    page.wait_for_function(ALL_LOADED, arg=".review-item img")
-    shot(page, artifacts_dir, "review")
-
-    page.keyboard.press("ArrowRight")
-    expect(shown).to_have_attribute("data-detection", str(queue[1]["detection_id"]))
-    page.keyboard.press("ArrowLeft")
-    expect(shown).to_have_attribute("data-detection", str(item["detection_id"]))
-    page.keyboard.press("c")
-    expect(page.locator(".notice")).to_contain_text(
-        f"Confirmed: the sighting is now in {item['candidate_deer']['name']}"
-    )
-    expect(shown).not_to_have_attribute("data-detection", str(item["detection_id"]))
-    candidate = api.get(f"/api/deer/{item['candidate_deer']['id']}/detections").json()
-    assert item["detection_id"] in [d["detection_id"] for d in candidate]
-    assert item["detection_id"] not in [i["detection_id"] for i in api.get("/api/review").json()]
-    page.wait_for_function(ALL_LOADED, arg=".review-item img")
-    shot(page, artifacts_dir, "review-next")
 
 
 def test_cameras_edit(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:

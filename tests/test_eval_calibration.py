@@ -33,7 +33,7 @@ def test_picks_the_lowest_threshold_that_keeps_false_merges_in_budget() -> None:
     assert cal.false_merge_rate == 0.0
     assert cal.bcubed_f1 == 1.0
     assert cal.profiles_per_individual == 1.0
-    assert cal.target_fmr == 0.05
+    assert cal.target_fmr == 0.02  # the default budget: 2 % false merges
     assert cal.curve.at(0.95).mean.false_merge_rate == pytest.approx(2 / 3)
     assert "0.97" in cal.reason and "0.95 gives 66.7%" in cal.reason
     assert cal.curve.n_orders == 1
@@ -145,3 +145,21 @@ def test_as_dict_is_plain() -> None:
     assert d["threshold"] == 0.97 and d["rule"] == "worst" and d["met"] is True
     assert [row["threshold"] for row in d["curve"]] == THRESHOLDS
     assert "curve" not in cal.as_dict(with_curve=False)
+
+
+def test_stored_record_keeps_the_map_even_when_no_threshold_is_safe() -> None:
+    """A met target stores its threshold (also as auto_threshold); an unmet one stores None, so
+    the model makes no automatic merges, but the probability map is kept for ranking."""
+    from deerid.evaluation.calibration import stored_record
+    from deerid.evaluation.pairs import fit_probability
+
+    met = calibrate(TWO_DEER, thresholds=THRESHOLDS, capture_order=CAPTURED)
+    record = stored_record(met, fit_probability(TWO_DEER), data="two deer", n_images=4, n_individuals=2)
+    assert record["threshold"] == record["auto_threshold"] == 0.97 and record["max_false_merge"] == 0.02
+    assert 0 < record["probability_at_threshold"] < 1 and record["probability"]["kind"] == "isotonic"
+
+    same = LabelledSet.build(np.ones((4, 3)), ["A", "B", "A", "B"], ["1", "1", "2", "2"])
+    unmet = calibrate(same, thresholds=THRESHOLDS, capture_order=[0, 1, 2, 3])
+    record = stored_record(unmet, fit_probability(same), data="x", n_images=4, n_individuals=2)
+    assert record["threshold"] is None and record["auto_threshold"] is None and not record["met"]
+    assert record["probability"] is not None and record["probability_at_threshold"] is None

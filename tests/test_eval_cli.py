@@ -65,6 +65,9 @@ def test_calibration_is_stored_and_in_force(settings: Settings, nyala_subset: Pa
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["stored"] and result["met"] and result["false_merge_rate"] <= 0.5
+    assert result["auto_threshold"] == result["threshold"] and result["max_false_merge"] == 0.5
+    assert result["probability"]["n_pairs"] > 0 and 0 < result["probability_at_threshold"] < 1
+    assert "same-animal probability at score" in out.stdout
     config = json.loads(run(settings, "config", "--json").stdout)
     assert config["threshold_in_force"] == result["threshold"]
     assert config["threshold_source"] == "calibrated"
@@ -126,4 +129,5 @@ def test_labelled_data_from_confirmed_sightings(settings: Settings, tmp_path: Pa
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["evaluation"]["n_images"] == 7 and result["stored"] is False
+    assert result["max_false_merge"] == 0.02 and result["probability"]["n_pairs"] > 0  # fit_from_db
     assert result["evaluation"]["n_queries"] == 5  # buck-B has no second visit to query against

@@ -142,6 +142,21 @@ def test_capture_order_gives_one_order() -> None:
     assert result.openset.mean.bcubed_f1 == 1.0  # worked out in test_eval_calibration
 
 
+def test_no_threshold_means_no_automatic_merges_and_a_probability_is_fitted(tmp_path: Path) -> None:
+    """With no threshold in force (no calibration) the stream merges nothing; the report says so,
+    and the same-animal probability fitted on encounter scores ranks the close pair higher."""
+    rad = np.deg2rad([0, 10, 25, 35])
+    vectors = np.stack([np.cos(rad), np.sin(rad)], axis=1)
+    result = evaluate_vectors(vectors, ["A", "A", "B", "B"], ["1", "2", "1", "2"], None, orders=2)
+    assert result.openset.mean.n_matched == 0 and result.openset.mean.bcubed_precision == 1.0
+    out = json.loads(json.dumps(result.as_dict()))
+    assert out["threshold"] is None
+    assert out["probability"]["n_pairs"] == 8  # 4 encounters × {A, B}: each has another encounter
+    assert result.probability is not None and result.probability(0.99) > result.probability(0.9)
+    report = write_report(tmp_path / "report", result).read_text()
+    assert "active (none: no automatic merges)" in report and "Same-animal probability" in report
+
+
 def _small_individuals(count: int) -> list[str]:
     """`count` individuals with at least two sightings, fewest photos first (keeps embedding short)."""
     sightings: dict[str, set[str]] = {}

@@ -2,7 +2,8 @@
 
 What is tried: switching the active model (and DEERID_MODEL overriding it),
 an unknown model name, a calibration stored for one model id not leaking to
-another, REID_THRESHOLD overriding a calibration, and `deerid reembed`
+another, no calibration meaning no automatic merges (and `deerid config`
+saying so), REID_THRESHOLD overriding a calibration, and `deerid reembed`
 replacing every vector of the old model without touching assignments.
 """
 
@@ -53,11 +54,14 @@ def test_unknown_model_is_a_clear_error(settings: Settings) -> None:
 
 def test_calibration_belongs_to_one_model(settings: Settings) -> None:
     model_a, model_b = "efficientnet_lite1-240-aaaa", "efficientnet_lite0-224-bbbb"
-    assert calibration.resolve_threshold(settings, model_a).source == "default"
-    calibration.save(settings, model_a, {"threshold": 0.61, "max_false_merge": 0.05, "data": "nyala"})
+    none = calibration.resolve_threshold(settings, model_a)
+    assert (none.value, none.source) == (None, "none") and "no calibration" in none.detail
+    calibration.save(settings, model_a, {"threshold": 0.61, "max_false_merge": 0.02, "data": "nyala"})
     chosen = calibration.resolve_threshold(settings, model_a)
     assert (chosen.value, chosen.source) == (0.61, "calibrated") and "nyala" in chosen.detail
-    assert calibration.resolve_threshold(settings, model_b).value == 0.85  # never carried over
+    assert "2%" in chosen.detail
+    assert calibration.resolve_threshold(settings, model_b).value is None  # never carried over
+    assert calibration.load_probability(settings, model_a) is None  # an old record without a map
     explicit = Settings(**{**settings.model_dump(), "reid_threshold": 0.9})
     assert calibration.resolve_threshold(explicit, model_a).source == "environment"
 
@@ -67,10 +71,21 @@ def test_calibration_belongs_to_one_model(settings: Settings) -> None:
     out = subprocess.run([DEERID, "config", "--json"], env=env, capture_output=True, text=True)
     values = json.loads(out.stdout)
     assert values["threshold_in_force"] == 0.7 and values["threshold_source"] == "calibrated"
+    assert values["automatic_merges"] is True
     out = subprocess.run(
         [DEERID, "config", "--json"], env=env | {"REID_THRESHOLD": "0.8"}, capture_output=True, text=True
     )
     assert json.loads(out.stdout)["threshold_source"] == "environment"
+
+    (settings.data_dir / "calibration.json").unlink()
+    out = subprocess.run([DEERID, "config"], env=env, capture_output=True, text=True)
+    assert "threshold in force: none — no automatic merges" in out.stdout
+    assert "no calibration for this model" in out.stdout
+    values = json.loads(
+        subprocess.run([DEERID, "config", "--json"], env=env, capture_output=True, text=True).stdout
+    )
+    assert values["threshold_in_force"] is None and values["automatic_merges"] is False
+    assert values["reid_threshold"] is None
 
 
 def test_reembed_replaces_vectors_and_keeps_assignments(settings: Settings, tmp_path: Path) -> None:

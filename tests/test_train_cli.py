@@ -1,7 +1,10 @@
 """`deerid train` wired end to end: train on a labelled folder, list, activate, evaluate.
 
 What is tried: a tiny training run from the CLI, the trained model listed and
-activated, `eval --model` on it, a refused --out name and a missing source.
+activated (with no held-out individuals to calibrate on, `models use` says no
+calibration is in force, so no automatic merges), `eval --model` on it, a refused
+--out name and a missing source. The calibration a training run stores for its
+model is tried in test_calibration_trap.py.
 The training itself (determinism, resume, bad input) is tested in test_train_loop.py.
 """
 
@@ -32,6 +35,8 @@ def test_train_list_use_eval(settings: Settings, tmp_path: Path) -> None:
     assert trained.returncode == 0, trained.stderr
     progress = trained.stderr
     assert progress.count("caching frozen features") == 4 and "epoch 1/1" in progress and "ETA" in progress
+    # Three individuals leave none to hold out, so there is nothing to calibrate on: said, not guessed.
+    assert "calibration: no validation individuals were held out" in trained.stdout
 
     listed = json.loads(run(settings, "models", "list", "--json").stdout)
     mine = [m for m in listed if m["name"] == "mine"]
@@ -43,8 +48,10 @@ def test_train_list_use_eval(settings: Settings, tmp_path: Path) -> None:
 
     used = run(settings, "models", "use", "mine")
     assert used.returncode == 0 and info["model_id"] in used.stdout
+    assert "calibration in force: none — no automatic merges" in used.stdout
     config = json.loads(run(settings, "config", "--json").stdout)
     assert config["active_model_id"] == info["model_id"]
+    assert config["threshold_in_force"] is None and config["threshold_source"] == "none"
 
     evaluated = run(settings, "eval", str(folder), "--model", "mine", "--json")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -126,6 +126,7 @@ def _overview() -> None:
         console.print(f"{total} deer profiles ({parts}). See them with: [bold]deerid deer list[/]")
     else:
         console.print("No deer yet.")
+    console.print(_merges_line(settings), soft_wrap=True)
     console.print(
         "Next: run MegaDetector on your photos, then\n"
         "  [bold]deerid ingest PHOTOS_DIR --detections megadetector.json [--camera NAME][/]"
@@ -155,8 +156,9 @@ def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
             "active_model_id": f"cannot load: {exc}",
             "active_model_source": "-",
             "threshold_in_force": settings.reid_threshold,
-            "threshold_source": "unknown",
+            "threshold_source": "environment" if settings.reid_threshold is not None else "unknown",
             "threshold_detail": "the active model could not be loaded",
+            "automatic_merges": settings.reid_threshold is not None,
         }
     values.update(in_force)
     if as_json:
@@ -172,10 +174,33 @@ def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     console.print(
         f"active model: [bold]{in_force['active_model']}[/] ({in_force['active_model_id']}), "
         f"chosen by {in_force['active_model_source']}\n"
-        f"threshold in force: [bold]{in_force['threshold_in_force']}[/] "
-        f"({in_force['threshold_source']}: {in_force['threshold_detail']})",
+        + _threshold_text(
+            in_force["threshold_in_force"], in_force["threshold_source"], in_force["threshold_detail"]
+        ),
         soft_wrap=True,
     )
+
+
+def _threshold_text(value: float | None, source: str, detail: str) -> str:
+    if value is None:
+        return f"threshold in force: [bold]none — no automatic merges[/] ({detail})"
+    return f"threshold in force: [bold]{value}[/] ({source}: {detail})"
+
+
+def _merges_line(settings: Settings) -> str:
+    """The threshold in force, without loading the model (its id comes from the registry)."""
+    from deerid.registry.calibration import resolve_threshold
+    from deerid.registry.models import active_model_name, find_model
+
+    try:
+        name, _ = active_model_name(settings)
+        model_id = find_model(settings, name).model_id
+        if model_id is None and settings.reid_threshold is None:
+            return f"model {name}: not used yet, no calibration: no automatic merges (run `deerid calibrate`)"
+        choice = resolve_threshold(settings, model_id or "")
+    except (LookupError, RuntimeError) as exc:
+        return f"threshold in force: unknown ({exc})"
+    return _threshold_text(choice.value, choice.source, choice.detail)
 
 
 def _in_force(settings: Settings) -> dict[str, Any]:
@@ -193,6 +218,7 @@ def _in_force(settings: Settings) -> dict[str, Any]:
         "threshold_in_force": threshold.value,
         "threshold_source": threshold.source,
         "threshold_detail": threshold.detail,
+        "automatic_merges": threshold.value is not None,
     }
 
 
@@ -202,7 +228,16 @@ def ingest(
     detections: Annotated[
         Path | None, typer.Option("--detections", "-d", help="MegaDetector batch output JSON.")
     ] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera name (default: EXIF Make Model).")] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="Camera name for every photo (default: EXIF make, model and serial).")
+    ] = None,
+    camera_from_folder: Annotated[
+        bool,
+        typer.Option(
+            "--camera-from-folder",
+            help="One folder per camera: a photo's first folder under PHOTOS_DIR names its camera.",
+        ),
+    ] = False,
     reid: Annotated[bool, typer.Option("--reid/--no-reid", help="Re-identify the deer found.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
 ) -> None:
@@ -221,6 +256,7 @@ def ingest(
             photos_dir,
             detections,
             camera=camera,
+            camera_from_folder=camera_from_folder,
             reidentify=reid,
             progress=_progress_factory(progress),
         )
@@ -254,9 +290,17 @@ def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
         f"{out['below_threshold']} below threshold)\n"
         f"deer boxes: {out['deer_detections']} new, {out['too_small']} too small to identify, "
         f"{out['not_deer']} other animals/people\n"
-        f"re-identified: {out['reidentified']} ({out['matched']} matched a known deer, "
+        f"re-identified: {out['reidentified']} ({out['matched']} joined a deer, "
         f"{out['new_deer']} new deer), {out['failed']} failed"
         + (f", {out['queued']} queued for the worker" if out["queued"] else "")
+        + f"\ncameras: {_cameras_text(out['cameras'])}"
+        + f"\nencounters: {out['events']} events, {out['tracks']} tracks"
+        + (
+            f"; {out['auto_joined']} tracks joined a known deer automatically, "
+            f"{out['awaiting_review']} new deer wait for review"
+            if out["reidentified"]
+            else ""
+        )
         + f"\ntime: {out['seconds']:.1f} s"
     )
     if out["skipped"]:
@@ -265,6 +309,12 @@ def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
             to.print(f"  {item['file']}: {item['reason']}")
         if len(out["skipped"]) > 50:
             to.print(f"  … and {len(out['skipped']) - 50} more (use --json for all)")
+
+
+def _cameras_text(cameras: list[dict[str, Any]]) -> str:
+    if not cameras:
+        return "none recognised (no EXIF make/model; use --camera or --camera-from-folder)"
+    return ", ".join(f"{c['name']} ({c['photos']} photos)" for c in cameras)
 
 
 def _fmt_time(value: Any) -> str:
@@ -463,6 +513,7 @@ def _evaluate(
     orders: int,
     seed: int,
     quiet: bool,
+    review: Any = None,
 ) -> Any:
     """Evaluate the model on a labelled folder or on the database's confirmed sightings."""
     from deerid.evaluation.run import evaluate_folder, evaluate_vectors
@@ -482,6 +533,7 @@ def _evaluate(
                 return evaluate_folder(
                     directory,
                     embedder,
+                    review=review,
                     threshold=threshold,
                     orders=orders,
                     seed=seed,
@@ -510,9 +562,41 @@ def _print_evaluation(out: dict[str, Any]) -> None:
         f"model {out['model_id']} on {out['n_images']} images of {out['n_individuals']} individuals\n"
         f"closed set: top-1 {out['top1']:.1%}  top-5 {out['top5']:.1%}  mAP {out['mAP']:.1%} "
         f"({out['n_queries']} queries, {out['n_excluded']} without another sighting)\n"
-        f"open set at threshold {out['threshold']:.2f}: BCubed P {o['bcubed_precision']:.1%} "
+        + (
+            f"open set at threshold {out['threshold']:.2f}"
+            if out["threshold"] is not None
+            else "open set with no threshold (no automatic merges)"
+        )
+        + f": BCubed P {o['bcubed_precision']:.1%} "
         f"R {o['bcubed_recall']:.1%} F1 {o['bcubed_f1']:.1%}, false merges {o['false_merge_rate']:.1%}, "
         f"{o['profiles_per_individual']:.2f} profiles per individual",
+        soft_wrap=True,
+    )
+
+
+def _review_options(settings: Settings, model: str | None, k: int) -> Any:
+    """The review queue as the API runs it: with the model's stored probability when it has one."""
+    from deerid.evaluation.review import ReviewOptions
+    from deerid.registry.calibration import load_probability
+
+    fitted = load_probability(settings, _embedder(settings, model).model_id)
+    if fitted is None:
+        return ReviewOptions(k=k)
+    return ReviewOptions(k=k, probability=lambda scores: fitted(scores))
+
+
+def _print_review(review: dict[str, Any], plot: Path) -> None:
+    to = review["decisions_per_image_to_f1"]
+    at = review["f1_at_decisions_per_image"]
+
+    def dec(x: float | None) -> str:
+        return "not reached" if x is None else f"{x:.2f}"
+
+    console.print(
+        f"review (top-{review['k']} screen, oracle): decisions per image to F1 0.8 {dec(to['0.8'])}, "
+        f"0.9 {dec(to['0.9'])}, 0.95 {dec(to['0.95'])}; F1 after 0.25/0.5/1 per image "
+        f"{at['0.25']:.1%} / {at['0.5']:.1%} / {at['1']:.1%} ({review['decisions']} decisions, "
+        f"{review['matches']} merges; start F1 {review['start_f1']:.1%})\nreview plot: {plot}",
         soft_wrap=True,
     )
 
@@ -524,17 +608,29 @@ def eval_(
     report: Annotated[Path | None, typer.Option(help="Folder for report.md and plots.")] = None,
     orders: Annotated[int, typer.Option(help="Seeded arrival orders for the open-set stream.")] = 3,
     seed: Annotated[int, typer.Option()] = 0,
+    review: Annotated[
+        bool, typer.Option("--review", help="Also run the review queue with an oracle: decisions per image.")
+    ] = False,
+    k: Annotated[int, typer.Option(min=1, max=9, help="Candidates per review screen.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of figures.")] = False,
 ) -> None:
-    """Closed-set (top-1, top-5, mAP) and open-set (BCubed, false merges) figures, with plots."""
+    """Closed-set (top-1, top-5, mAP) and open-set (BCubed, false merges) figures, with plots;
+    with --review, how many review decisions per image bring the profiles to F1 0.8/0.9/0.95."""
+    from deerid.evaluation.calibration import DEFAULT_TARGET_FMR
     from deerid.evaluation.report import write_report
 
     settings = _settings()
-    result = _evaluate(settings, directory, False, model, 0.05, orders, seed, as_json)
+    options = _review_options(settings, model, k) if review else None
+    result = _evaluate(settings, directory, False, model, DEFAULT_TARGET_FMR, orders, seed, as_json, options)
     out = result.as_dict()
     path = write_report(_report_dir(settings, "eval", out["model_id"], report), result)
     out["report"] = str(path)
     _print_evaluation(out)
+    if result.review is not None:
+        from deerid.evaluation.review import plot_review
+
+        plot_review([(f"top-{k} screen", result.review)], path.parent / "review.png")
+        _print_review(out["review"], path.parent / "review.png")
     console.print(f"report: {path}", soft_wrap=True)
     if as_json:
         print(json.dumps(out))
@@ -544,49 +640,65 @@ def eval_(
 def calibrate(
     directory: Annotated[Path | None, typer.Argument(help="A labelled folder, or use --from-db.")] = None,
     from_db: Annotated[bool, typer.Option("--from-db", help="Use sightings people confirmed.")] = False,
-    max_false_merge: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-merge rate.")] = 0.05,
+    max_false_merge: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Target false-merge rate of automatic merges.")
+    ] = 0.02,
     model: Annotated[str | None, typer.Option(help="Model to calibrate (default: the active one).")] = None,
-    save: Annotated[bool, typer.Option("--save/--dry-run", help="Store the threshold for the model.")] = True,
+    save: Annotated[bool, typer.Option("--save/--dry-run", help="Store the calibration.")] = True,
     report: Annotated[Path | None, typer.Option(help="Folder for report.md and plots.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Choose the threshold that keeps false merges under the target while splitting least."""
+    """Fit the same-animal probability and the automatic-merge threshold: the lowest score at
+    which measured false merges stay within the target (default 2 %); below it, people decide."""
+    from deerid.evaluation.calibration import fmt_threshold, stored_record
+    from deerid.evaluation.pairs import probability_table
     from deerid.evaluation.report import write_report
+    from deerid.pipeline.labelled import NoLabelledDataError, fit_from_db
     from deerid.registry import calibration
 
     settings = _settings()
     result = _evaluate(settings, directory, from_db, model, max_false_merge, 3, 0, as_json)
     cal = result.calibration
+    probability = result.probability
+    if from_db:
+        try:  # what people decided, rejected pairs included (the folder fit has no rejections)
+            probability = fit_from_db(settings, result.model_id)
+        except NoLabelledDataError as exc:
+            _fail(str(exc))
     out = result.as_dict()
     path = write_report(_report_dir(settings, "calibrate", out["model_id"], report), result)
-    record = {
-        "threshold": cal.threshold,
-        "max_false_merge": max_false_merge,
-        "met": cal.met,
-        "false_merge_rate": cal.false_merge_rate,
-        "bcubed_f1": cal.bcubed_f1,
-        "profiles_per_individual": cal.profiles_per_individual,
-        "data": str(directory) if directory is not None else "confirmed sightings in the database",
-        "n_images": out["n_images"],
-        "n_individuals": out["n_individuals"],
-        "reason": cal.reason,
-        "report": str(path),
-    }
-    stored = save and cal.met
-    if stored:
+    record = stored_record(
+        cal,
+        probability,
+        data=str(directory) if directory is not None else "confirmed sightings in the database",
+        n_images=out["n_images"],
+        n_individuals=out["n_individuals"],
+        report=str(path),
+    )
+    if save:
         calibration.save(settings, out["model_id"], record)
+    at = probability_table(probability) if probability is not None else {}
+    chosen = (
+        f"automatic merges from score {fmt_threshold(cal.threshold)} for model {out['model_id']}: "
+        f"{cal.reason}"
+        if cal.met
+        else f"no threshold keeps false merges ≤ {max_false_merge:.0%} for model {out['model_id']}: "
+        f"{cal.reason}\nso this model makes no automatic merges; every new track waits for review"
+    )
     console.print(
-        f"chose threshold {cal.threshold:.2f} for model {out['model_id']}: {cal.reason}\n"
+        chosen
+        + "\nsame-animal probability at score "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in at.items())
         + (
-            "stored: `deerid config` shows it in force unless REID_THRESHOLD is set"
-            if stored
-            else "not stored (" + ("--dry-run" if not save else "the target cannot be met") + ")"
+            "\nstored: `deerid config` shows it in force unless REID_THRESHOLD is set"
+            if save
+            else "\nnot stored (--dry-run)"
         )
         + f"\nreport: {path}",
         soft_wrap=True,
     )
     if as_json:
-        print(json.dumps({**record, "stored": stored, "model_id": out["model_id"], "evaluation": out}))
+        print(json.dumps({**record, "stored": save, "model_id": out["model_id"], "evaluation": out}))
 
 
 @app.command()
@@ -650,15 +762,35 @@ def train(
             model = run_train(samples, config, settings.models_dir / out, progress=report_progress)
         except (TrainingDataError, NoLabelledDataError) as exc:
             _fail(str(exc))
-    summary = {"name": out, "model_id": model.model_id, "path": str(model.model_dir), **model.info}
+    calibrated = _store_trained_calibration(settings, model.model_id, model.info)
+    summary = {
+        "name": out,
+        "model_id": model.model_id,
+        "path": str(model.model_dir),
+        **model.info,
+        "calibration_stored": calibrated,
+    }
     if as_json:
         print(json.dumps(summary, default=str))
         return
     console.print(
         f"trained model [bold]{out}[/] ({model.model_id}) in {model.model_dir}\n"
-        f"use it with: deerid models use {out} && deerid reembed",
+        f"calibration: {model.info.get('calibration_note') or 'none (trained before calibration was stored)'}"
+        + ("" if calibrated else "; run `deerid calibrate --model " + out + "` on a labelled folder")
+        + f"\nuse it with: deerid models use {out} && deerid reembed",
         soft_wrap=True,
     )
+
+
+def _store_trained_calibration(settings: Settings, model_id: str, info: dict[str, Any]) -> bool:
+    """Store the calibration `deerid train` measured on its held-out individuals; True if there was one."""
+    from deerid.registry import calibration
+
+    record = info.get("calibration")
+    if not isinstance(record, dict):
+        return False
+    calibration.save(settings, model_id, record)
+    return True
 
 
 @models_app.command("list")
@@ -709,12 +841,43 @@ def models_use(
         embedder = active_embedder(settings)
         stale = len(stale_detections(settings, embedder.model_id))
     console.print(f"active model: {entry.name} ({embedder.model_id})")
+    console.print(_calibration_in_force(settings, embedder.model_id, entry.info), soft_wrap=True)
     if stale:
         console.print(
             f"{stale} stored detections were embedded by another model and are not compared with new ones: "
             "run [bold]deerid reembed[/]",
             soft_wrap=True,
         )
+
+
+def _calibration_in_force(settings: Settings, model_id: str, info: dict[str, Any]) -> str:
+    """Which calibration decides for `model_id` now.
+
+    A trained model carries the calibration of its own training run: it is stored here
+    if none is (a model copied from another machine, or trained through the Python API)."""
+    from deerid.registry import calibration
+
+    note = ""
+    if calibration.load(settings, model_id) is None and _store_trained_calibration(settings, model_id, info):
+        note = " (stored from the model's own training run)"
+    choice = calibration.resolve_threshold(settings, model_id)
+    record = calibration.load(settings, model_id)
+    if choice.source == "environment":
+        return f"threshold in force: {choice.value} from REID_THRESHOLD, which overrides " + (
+            "this model's calibration" if record else "everything"
+        )
+    if choice.value is None:
+        why = choice.detail if record else "no calibration for this model"
+        return (
+            f"calibration in force: none — no automatic merges ({why}){note}; "
+            "every new track founds a provisional deer for review. Run `deerid calibrate` to change that."
+        )
+    target = record.get("max_false_merge") if record else None
+    target_text = f"{target:.0%}" if isinstance(target, int | float) else "?"
+    return (
+        f"calibration in force: automatic merges from score {choice.value:g}, false-merge target "
+        f"{target_text} ({choice.detail}){note}"
+    )
 
 
 @app.command()

@@ -47,6 +47,7 @@ class Assignment(StrEnum):
     MATCHED = "matched"  # joined an existing deer automatically
     NEW = "new"  # founded a new deer profile automatically
     MANUAL = "manual"  # placed by a person (merge, split, review)
+    TRACK = "track"  # joined the deer its own track already had (same animal, same event)
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
@@ -80,7 +81,35 @@ class Image(Base):
     file_size: Mapped[int] = mapped_column(BigInteger)
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    event_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("events.id", ondelete="SET NULL"), index=True
+    )
+
     camera: Mapped[Camera | None] = relationship()
+
+
+class Event(Base):
+    """Photos of one camera close in time (DEERID_ENCOUNTER_GAP): one visit. See docs/encounters.md."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"))
+    start_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    # Why the photo is an event of its own ("no capture time", ...); NULL for a gap-grouped event.
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Track(Base):
+    """One animal's boxes through one event."""
+
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Deer(Base):
@@ -164,6 +193,9 @@ class Detection(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     reidentified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    track_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tracks.id", ondelete="SET NULL"), index=True
+    )
 
     image: Mapped[Image] = relationship()
     deer: Mapped[Deer | None] = relationship()
@@ -178,3 +210,28 @@ class Detection(Base):
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )
+
+
+class ReviewChoice(StrEnum):
+    MATCH = "match"  # the query is the chosen candidate: they were merged
+    NONE = "none"  # none of the shown candidates: a no-match for every pair shown
+    SKIP = "skip"  # not comparable (only legs visible, ...): the query is not offered again
+
+
+class ReviewScreen(Base):
+    """One answered review screen. Pairs are kept through anchor detections (see migration 0005)."""
+
+    __tablename__ = "review_screens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    query_deer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    query_detection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("detections.id", ondelete="CASCADE"), index=True
+    )
+    choice: Mapped[ReviewChoice] = mapped_column(_enum(ReviewChoice, "review_choice"))
+    candidate_deer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    merge_id: Mapped[int | None] = mapped_column(ForeignKey("merges.id", ondelete="SET NULL"))
+    # [{"deer_id", "detection_id" (anchor), "probability", "score"}, ...] in the order shown
+    shown: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

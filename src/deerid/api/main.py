@@ -7,9 +7,10 @@ from fastapi import FastAPI
 from deerid import __version__
 from deerid.api import dashboard
 from deerid.api.deps import api_token
-from deerid.api.routes import cameras, deer, detections, media, review, uploads
+from deerid.api.routes import cameras, deer, detections, encounters, media, review, review_screen, uploads
 from deerid.core.config import Settings, get_settings
 from deerid.db.session import get_engine
+from deerid.store.review import ReviewCache
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,7 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token = api_token(settings)
-    for module in (deer, detections, media, review, cameras, uploads):
+    # Held for the life of the app: vectors never change, so each is read from the database once.
+    app.state.review_cache = ReviewCache()
+    for module in (deer, detections, media, review, review_screen, cameras, uploads, encounters):
         app.include_router(module.router)
     app.include_router(dashboard.router)
 

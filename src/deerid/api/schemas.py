@@ -50,6 +50,8 @@ class SightingOut(BaseModel):
     confirmed: bool
     crop_url: str
     image_url: str
+    track_id: int | None = None
+    event_id: int | None = None
 
 
 class DayCount(BaseModel):
@@ -125,3 +127,127 @@ class CameraPatch(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
     clock_offset_s: int | None = Field(None, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
+
+
+# --- encounters ---
+
+
+class EventOut(BaseModel):
+    id: int
+    camera_id: int | None
+    camera: str | None
+    start_at: datetime | None  # as the camera wrote it (no clock offset)
+    end_at: datetime | None
+    reason: str | None  # why the photo is an event of its own; null for a gap-grouped event
+    photos: int
+    tracks: int
+    deer_boxes: int
+
+
+class EventPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[EventOut]
+
+
+class EventPhotoOut(BaseModel):
+    image_id: int
+    captured_at: datetime | None
+    captured_at_source: str
+    image_url: str
+
+
+class TrackDetectionOut(BaseModel):
+    detection_id: int
+    image_id: int
+    captured_at: datetime | None
+    bbox: list[float]
+    class_label: str | None
+    deer_id: uuid.UUID | None
+    assignment: str | None
+    crop_url: str
+    image_url: str
+
+
+class TrackOut(BaseModel):
+    id: int
+    event_id: int
+    detections: list[TrackDetectionOut]
+    deer: list[DeerOut]  # one, unless a person split the track
+
+
+class EventDetailOut(BaseModel):
+    event: EventOut
+    photos: list[EventPhotoOut]  # in capture order
+    tracks: list[TrackOut]
+
+
+# --- review screen ---
+
+
+class CropOut(BaseModel):
+    detection_id: int
+    crop_url: str
+    image_url: str
+    captured_at: datetime | None
+    camera: str | None
+    track_id: int | None = None
+    event_id: int | None = None
+
+
+class CandidateOut(BaseModel):
+    rank: int  # 1-based: the key that picks it
+    deer: DeerOut
+    probability: float  # calibrated probability of one animal; the raw similarity when uncalibrated
+    similarity: float  # best cosine between a sighting of the query and one of this deer
+    crops: list[CropOut]
+    via_detection_id: int
+
+
+class ReviewQueryOut(BaseModel):
+    deer: DeerOut
+    crops: list[CropOut]
+
+
+class ReviewScreenOut(BaseModel):
+    query: ReviewQueryOut
+    candidates: list[CandidateOut]
+    remaining: int  # queries still waiting, this one included
+    calibrated: bool  # False: `probability` is the raw similarity
+
+
+class ReviewAnswerIn(BaseModel):
+    query: uuid.UUID
+    shown: list[uuid.UUID] = Field(min_length=1, max_length=9)
+    choice: str = Field(pattern="^(match|none|skip)$")
+    candidate: uuid.UUID | None = None
+
+
+class ReviewAnswerOut(BaseModel):
+    decision_id: int
+    deer: DeerOut  # where the query's sightings are now
+    merge_id: int | None
+
+
+class ReviewUndoOut(BaseModel):
+    undone: int
+    deer: list[DeerOut]
+
+
+class ReviewHistoryItem(BaseModel):
+    decision_id: int
+    query_deer_id: uuid.UUID
+    choice: str
+    candidate_deer_id: uuid.UUID | None
+    shown: list[uuid.UUID]
+    created_at: datetime
+
+
+class QcSightingOut(CropOut):
+    fit: float | None  # best similarity to the deer's other tracks; low = look at it first
+
+
+class QcOut(BaseModel):
+    deer: DeerOut
+    sightings: list[QcSightingOut]

@@ -28,12 +28,13 @@ class Settings(BaseSettings):
         env_prefix="DEERID_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    reid_threshold: float = Field(
-        0.85,
+    reid_threshold: float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
         validation_alias=AliasChoices("REID_THRESHOLD", "DEERID_REID_THRESHOLD"),
-        description="Cosine similarity at or above which a detection joins an existing deer.",
+        description="Cosine similarity at or above which a track joins an existing deer automatically; "
+        "unset = the model's calibration, and without one no automatic merges.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
         0.2, ge=0.0, le=1.0, description="Detector confidence below which boxes are ignored."
     )
     embed_batch_size: int = Field(16, ge=1, description="Crops per forward pass.")
+    encounter_gap: float = Field(
+        60.0,
+        ge=0.0,
+        description="Most seconds between two photos of one camera in one event (docs/encounters.md).",
+    )
     broker_url: str | None = Field(
         None,
         validation_alias=AliasChoices("DEERID_BROKER_URL", "CELERY_BROKER_URL"),

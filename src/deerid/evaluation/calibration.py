@@ -1,9 +1,10 @@
-"""Choose REID_THRESHOLD from data: as few split profiles as the false-merge budget allows.
+"""Choose the automatic-merge threshold from data: as few split profiles as the false-merge budget allows.
 
 A false merge (two deer in one profile) corrupts a profile's history and is hard
 to notice; a split (one deer in two profiles) is visible and cheap to merge by
-hand. So the budget is on false merges, and within it the threshold is as low as
-possible, which splits least.
+hand in the review screen. So the budget is on false merges (2 % by default), and
+within it the threshold is as low as possible, which splits least. Anything below
+the threshold is left to a person.
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ from typing import Any
 import numpy as np
 
 from deerid.domain.matching import Aggregation
+from deerid.domain.probability import SameAnimalProbability
 from deerid.evaluation.data import LabelledSet, require_calibration_data
 from deerid.evaluation.openset import DEFAULT_THRESHOLDS, OpenSetSweep, sweep_openset
 
-DEFAULT_TARGET_FMR = 0.05
+DEFAULT_TARGET_FMR = 0.02
+
+# Trained models put most same-animal scores above 0.99, so the top of the range is swept finely.
+CALIBRATION_THRESHOLDS: tuple[float, ...] = DEFAULT_THRESHOLDS + tuple(
+    round(0.99 + 0.001 * i, 3) for i in range(1, 10)
+)
+
+
+def fmt_threshold(t: float) -> str:
+    """0.97 as "0.97", 0.995 as "0.995"."""
+    return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:.3f}"
 
 
 class FmrRule(StrEnum):
@@ -70,7 +82,7 @@ def calibrate(
     data: LabelledSet,
     *,
     target_fmr: float = DEFAULT_TARGET_FMR,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
     orders: int = 3,
     seed: int = 0,
     capture_order: Sequence[Any] | None = None,
@@ -116,27 +128,31 @@ def choose_threshold(
     if not ok.any():
         idx = len(ts) - 1
         reason = (
-            f"no swept threshold ({ts[0]:.2f}–{ts[-1]:.2f}) keeps {how} {budget}; "
-            f"the highest, {ts[idx]:.2f}, gives {fmr[idx]:.1%}. The embeddings confuse individuals "
-            f"even at near-duplicate similarity: raise the target only knowingly."
+            f"no swept threshold ({fmt_threshold(ts[0])}–{fmt_threshold(ts[-1])}) keeps {how} {budget}; "
+            f"the highest, {fmt_threshold(ts[idx])}, gives {fmr[idx]:.1%}. "
+            "The embeddings confuse individuals even at near-duplicate similarity: "
+            "raise the target only knowingly."
         )
         met = False
     elif ok[-1]:
         failing = np.flatnonzero(~ok)
         idx = int(failing[-1]) + 1 if failing.size else 0
         reason = (
-            f"{ts[idx]:.2f} is the lowest threshold from which every swept threshold keeps {how} {budget}"
+            f"{fmt_threshold(ts[idx])} is the lowest threshold from which every swept threshold "
+            f"keeps {how} {budget}"
         )
         reason += f" ({fmr[idx]:.1%} here"
         reason += (
-            f"; {ts[idx - 1]:.2f} gives {fmr[idx - 1]:.1%})." if idx > 0 else "; nothing lower was swept)."
+            f"; {fmt_threshold(ts[idx - 1])} gives {fmr[idx - 1]:.1%})."
+            if idx > 0
+            else "; nothing lower was swept)."
         )
         met = True
     else:
         idx = int(np.flatnonzero(ok)[-1])
         reason = (
             f"{how.capitalize()} is not monotonic and the highest swept thresholds exceed {budget}; "
-            f"{ts[idx]:.2f} is the highest threshold that meets it ({fmr[idx]:.1%})."
+            f"{fmt_threshold(ts[idx])} is the highest threshold that meets it ({fmr[idx]:.1%})."
         )
         met = True
 
@@ -158,3 +174,38 @@ def choose_threshold(
         reason=reason,
         curve=sweep,
     )
+
+
+def stored_record(
+    cal: Calibration,
+    probability: SameAnimalProbability | None,
+    *,
+    data: str,
+    n_images: int,
+    n_individuals: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What `deerid calibrate` and `deerid train` store for a model (registry.calibration.save).
+
+    `threshold` (= `auto_threshold`) is None when no swept threshold meets the target:
+    the probability map is still worth keeping for ranking, but nothing merges automatically.
+    """
+    threshold = cal.threshold if cal.met else None
+    return {
+        "threshold": threshold,
+        "auto_threshold": threshold,
+        "max_false_merge": cal.target_fmr,
+        "met": cal.met,
+        "false_merge_rate": cal.false_merge_rate,
+        "bcubed_f1": cal.bcubed_f1,
+        "profiles_per_individual": cal.profiles_per_individual,
+        "probability": probability.to_dict() if probability is not None else None,
+        "probability_at_threshold": (
+            float(probability(threshold)) if probability is not None and threshold is not None else None
+        ),
+        "data": data,
+        "n_images": n_images,
+        "n_individuals": n_individuals,
+        "reason": cal.reason,
+        **extra,
+    }

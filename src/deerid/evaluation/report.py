@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from deerid.evaluation.clustering import OpenSetMetrics
+from deerid.evaluation.pairs import probability_table
 
 if TYPE_CHECKING:
     from deerid.evaluation.run import EvaluationResult
@@ -36,7 +37,8 @@ def write_report(out_dir: Path, result: EvaluationResult) -> Path:
 
 
 def _mark_thresholds(ax: Axes, result: EvaluationResult) -> None:
-    ax.axvline(result.threshold, color=_ACTIVE, ls="--", lw=1, label=f"active {result.threshold:.2f}")
+    if np.isfinite(result.threshold):  # NaN: no threshold in force, so nothing merges automatically
+        ax.axvline(result.threshold, color=_ACTIVE, ls="--", lw=1, label=f"active {result.threshold:.2f}")
     ax.axvline(
         result.calibration.threshold,
         color=_CALIBRATED,
@@ -86,7 +88,7 @@ def _plot_bcubed_pr(result: EvaluationResult) -> Figure:
             res.mean.bcubed_precision,
             "o",
             color=colour,
-            label=f"{name} {threshold:.2f}",
+            label=f"{name} {threshold:.2f}" if np.isfinite(threshold) else f"{name}: no automatic merges",
         )
     ceiling = result.openset_ceiling.mean
     ax.plot(
@@ -152,6 +154,21 @@ def _pct(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f} %"
 
 
+def _probability_lines(result: EvaluationResult) -> list[str]:
+    if result.probability is None:
+        return []
+    table = probability_table(result.probability)
+    return [
+        f"**Same-animal probability** (isotonic, fitted on {result.probability.n_pairs:,} "
+        "encounter-vs-individual scores; pairs inside one encounter excluded):",
+        "",
+        "| score | " + " | ".join(table) + " |",
+        "|---" * (len(table) + 1) + "|",
+        "| probability | " + " | ".join(f"{p:.3f}" for p in table.values()) + " |",
+        "",
+    ]
+
+
 def render_markdown(result: EvaluationResult) -> str:
     r = result.retrieval
     cal = result.calibration
@@ -188,7 +205,12 @@ def render_markdown(result: EvaluationResult) -> str:
         "| | threshold | BCubed P | BCubed R | BCubed F1 | false merges (mean) | false merges (worst) "
         "| profiles / individual | singleton profiles |",
         "|---|---|---|---|---|---|---|---|---|",
-        row("active", result.threshold, result.openset.mean, result.openset.worst_false_merge_rate),
+        row(
+            "active" if np.isfinite(result.threshold) else "active (none: no automatic merges)",
+            result.threshold,
+            result.openset.mean,
+            result.openset.worst_false_merge_rate,
+        ),
         row("calibrated", cal.threshold, at_cal.mean, at_cal.worst_false_merge_rate),
         row("perfect embedding", float("nan"), ceiling.mean, ceiling.worst_false_merge_rate),
         "",
@@ -198,6 +220,7 @@ def render_markdown(result: EvaluationResult) -> str:
         f"**Calibration** (target {_pct(cal.target_fmr)} false merges, rule `{cal.rule.value}`"
         f"{'' if cal.met else ', NOT MET'}): {cal.reason}",
         "",
+        *_probability_lines(result),
         "![threshold](threshold.png)",
         "",
         "![BCubed precision-recall](bcubed_pr.png)",

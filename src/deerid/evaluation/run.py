@@ -12,17 +12,25 @@ import numpy as np
 from PIL import Image
 
 from deerid.domain.matching import Aggregation
-from deerid.evaluation.calibration import DEFAULT_TARGET_FMR, Calibration, FmrRule, choose_threshold
+from deerid.domain.probability import SameAnimalProbability
+from deerid.evaluation.calibration import (
+    CALIBRATION_THRESHOLDS,
+    DEFAULT_TARGET_FMR,
+    Calibration,
+    FmrRule,
+    choose_threshold,
+)
 from deerid.evaluation.data import LabelledSet, require_calibration_data
 from deerid.evaluation.openset import (
-    DEFAULT_THRESHOLDS,
     OpenSetResult,
     OpenSetSweep,
     evaluate_openset,
     ideal_openset,
     sweep_openset,
 )
+from deerid.evaluation.pairs import fit_probability, probability_table
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics
+from deerid.evaluation.review import ReviewCurve, ReviewOptions, simulate_review
 from deerid.evaluation.similarity import SimilarityStats, similarity_stats
 
 
@@ -35,7 +43,7 @@ class EvaluationResult:
     n_images: int
     n_individuals: int
     retrieval: dict[str, float | int]  # top1, top5, mAP, n_queries, n_excluded (closed set)
-    threshold: float  # the active threshold the open-set numbers are for
+    threshold: float  # the active threshold the open-set numbers are for; NaN: none (no automatic merges)
     openset: OpenSetResult
     openset_ceiling: OpenSetResult  # a perfect embedding on the same orders (see `ideal_openset`)
     similarity: SimilarityStats
@@ -45,6 +53,8 @@ class EvaluationResult:
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of images that could not be read
     model_id: str | None = None
     source: str | None = None
+    probability: SameAnimalProbability | None = None  # encounter-vs-individual fit (evaluation.pairs)
+    review: ReviewCurve | None = None  # the review queue answered by an oracle (`eval --review`)
 
     @property
     def sweep(self) -> OpenSetSweep:
@@ -69,11 +79,18 @@ class EvaluationResult:
             "openset": self.openset.as_dict(),
             "openset_ceiling": {"threshold": None, **self.openset_ceiling.mean.as_dict()},
             "calibration": self.calibration.as_dict(with_curve=False),
+            "probability": (
+                {"n_pairs": self.probability.n_pairs, "at": probability_table(self.probability)}
+                if self.probability is not None
+                else None
+            ),
             "sweep": [r.as_dict() for r in self.sweep.results],
             "similarity": self.similarity.as_dict(),
             "n_skipped": len(self.skipped),
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
         }
+        if self.review is not None:
+            out["review"] = self.review.as_dict()
         return _json_safe(out)
 
 
@@ -81,28 +98,30 @@ def evaluate_vectors(
     vectors: np.ndarray,
     individuals: Sequence[str],
     sightings: Sequence[str],
-    threshold: float,
+    threshold: float | None,
     *,
     orders: int = 3,
     seed: int = 0,
     capture_order: Sequence[Any] | None = None,
     target_fmr: float = DEFAULT_TARGET_FMR,
     rule: FmrRule = FmrRule.WORST,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
     aggregation: Aggregation = Aggregation.NEAREST,
     far: float = 0.01,
     model_id: str | None = None,
     source: str | None = None,
     skipped: Sequence[tuple[str, str]] = (),
+    review: ReviewOptions | None = None,
 ) -> EvaluationResult:
     """Closed-set retrieval, open-set stream at `threshold`, the threshold sweep, similarity
-    statistics and the calibrated threshold, for vectors that are already computed.
+    statistics, the calibrated threshold and the same-animal probability, for vectors that
+    are already computed. `threshold` None (no automatic merges) streams with no match at all.
 
     `capture_order` (one sortable key per image) replaces the `orders` seeded random
     arrival orders with the one real order. Raises ValueError when the set has fewer
     than two individuals or no individual with two sightings.
     """
-    if not -1.0 <= threshold <= 1.0:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
     data = LabelledSet.build(vectors, individuals, sightings)
     require_calibration_data(data)
@@ -112,8 +131,9 @@ def evaluate_vectors(
         n_images=len(data),
         n_individuals=data.n_individuals,
         retrieval=retrieval_metrics(data.vectors, individuals, sightings),
-        threshold=float(threshold),
-        openset=evaluate_openset(data, threshold, **stream),
+        threshold=float(threshold) if threshold is not None else math.nan,
+        # No threshold: nothing merges, which an infinite threshold streams exactly.
+        openset=evaluate_openset(data, threshold if threshold is not None else math.inf, **stream),
         openset_ceiling=ideal_openset(data, **stream),
         similarity=similarity_stats(data, far=far),
         calibration=choose_threshold(sweep, target_fmr, rule=rule),
@@ -122,6 +142,12 @@ def evaluate_vectors(
         skipped=tuple(skipped),
         model_id=model_id,
         source=source,
+        probability=fit_probability(data),
+        review=simulate_review(
+            data, threshold=threshold, k=review.k, probability=review.probability, budget=review.budget
+        )
+        if review is not None
+        else None,
     )
 
 
@@ -129,16 +155,17 @@ def evaluate_folder(
     root: Path,
     embedder: SupportsEmbed,
     *,
-    threshold: float,
+    threshold: float | None,
     orders: int = 3,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 32,
     target_fmr: float = DEFAULT_TARGET_FMR,
     rule: FmrRule = FmrRule.WORST,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
     aggregation: Aggregation = Aggregation.NEAREST,
     far: float = 0.01,
+    review: ReviewOptions | None = None,
 ) -> EvaluationResult:
     """`evaluate_vectors` on `root/<individual>/<sighting>_<anything>.jpg`, embedded here.
 
@@ -167,6 +194,7 @@ def evaluate_folder(
         model_id=getattr(embedder, "model_id", None),
         source=str(root),
         skipped=skipped,
+        review=review,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,11 @@ _TAG_DATETIME = 0x0132
 _IFD_EXIF = 0x8769
 _TAG_DATETIME_ORIGINAL = 0x9003  # 36867
 _TAG_DATETIME_DIGITIZED = 0x9004  # 36868
+_TAG_BODY_SERIAL = 0xA431  # EXIF 2.3 BodySerialNumber
+_TAG_CAMERA_SERIAL = 0xC62F  # DNG CameraSerialNumber, in IFD0
+# A photo cannot be written before it was taken. Naive camera time against the
+# file time read as local time: a day covers any time zone and DST difference.
+_CLOCK_SLACK = timedelta(days=1)
 
 _MD_ROTATIONS: dict[int, Image.Transpose] = {
     3: Image.Transpose.ROTATE_180,
@@ -62,6 +67,10 @@ class PhotoMeta:
     camera_model: str | None
     orientation: int | None = None
     """EXIF orientation as written (1-8), None when absent or unreadable."""
+    camera_serial: str | None = None
+    """EXIF BodySerialNumber (or DNG CameraSerialNumber): tells two cameras of one model apart."""
+    time_problem: str | None = None
+    """Why `captured_at` cannot be trusted although EXIF has it (e.g. it is later than the file)."""
 
 
 def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
@@ -70,7 +79,9 @@ def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
     Capture time comes from EXIF DateTimeOriginal, then DateTimeDigitized,
     then DateTime (IFD0), then the file's modification time read as local
     time (copying off a FAT-formatted SD card keeps the camera's wall clock
-    there). `captured_at_source` says which one was used.
+    there). `captured_at_source` says which one was used. An EXIF time more
+    than a day after the file's own time is kept but flagged in `time_problem`:
+    the camera's clock was wrong, so the photo is an event of its own.
 
     With `verify` (the default) the pixels are decoded at 1/8 scale, so a
     truncated or corrupt file raises here rather than at crop time.
@@ -102,11 +113,18 @@ def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
         if captured_at is not None:
             source = candidate
             break
+    try:
+        file_time: datetime | None = datetime.fromtimestamp(path.stat().st_mtime)
+    except (OSError, OverflowError, ValueError):
+        file_time = None
+    problem = None
     if captured_at is None:
-        try:
-            captured_at = datetime.fromtimestamp(path.stat().st_mtime)
-        except (OSError, OverflowError, ValueError):
-            captured_at = None
+        captured_at = file_time
+    elif file_time is not None and captured_at > file_time + _CLOCK_SLACK:
+        problem = (
+            f"EXIF and file time disagree: taken {captured_at:%Y-%m-%d %H:%M} "
+            f"but the file was written {file_time:%Y-%m-%d %H:%M}"
+        )
 
     return PhotoMeta(
         width=width,
@@ -116,6 +134,8 @@ def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
         camera_make=_exif_text(exif.get(_TAG_MAKE)),
         camera_model=_exif_text(exif.get(_TAG_MODEL)),
         orientation=_orientation(exif),
+        camera_serial=_exif_text(exif_ifd.get(_TAG_BODY_SERIAL)) or _exif_text(exif.get(_TAG_CAMERA_SERIAL)),
+        time_problem=problem,
     )
 
 

@@ -27,6 +27,7 @@ from deerid.ingest.scan import iter_photos, sha256_file
 from deerid.models import Detection, DetectionStatus, Image
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store
+from deerid.store import encounters as enc_store
 from deerid.store import photos as photo_store
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -49,6 +50,11 @@ class IngestReport:
     new_deer: int = 0
     failed: int = 0
     queued: int = 0  # sent to a worker instead of being done here
+    cameras: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "photos"}] of these photos
+    events: int = 0  # events these photos belong to (docs/encounters.md)
+    tracks: int = 0  # tracks (one animal through an event) in those events
+    auto_joined: int = 0  # tracks that joined a known deer automatically
+    awaiting_review: int = 0  # tracks that founded a new (provisional) deer: they wait for review
     store_seconds: float = 0.0  # hashing, EXIF, storing photos and boxes
     embed_seconds: float = 0.0  # decoding, cropping, embedding
     match_seconds: float = 0.0  # nearest-neighbour search, decision, profile update
@@ -66,13 +72,27 @@ def _noop_progress(label: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
-def camera_name(meta: PhotoMeta, override: str | None) -> str | None:
+def camera_name(
+    meta: PhotoMeta, override: str | None, *, relpath: str | None = None, from_folder: bool = False
+) -> str | None:
+    """Which camera took a photo, in this order: `--camera NAME`; with
+    `--camera-from-folder` the photo's first folder under the ingest root (one
+    folder per camera, the usual SD-card layout); else EXIF make and model, plus
+    the body serial number when the camera writes one (cameras of one model look
+    alike otherwise)."""
     if override:
         return override
+    if from_folder and relpath is not None:
+        parts = Path(relpath).parts
+        if len(parts) > 1:
+            return parts[0]
     parts = [p for p in (meta.camera_make, meta.camera_model) if p]
     if len(parts) == 2 and parts[1].upper().startswith(parts[0].upper()):
         parts = parts[1:]  # "Canon" + "Canon EOS 5D" reads better as the model alone
-    return " ".join(parts) or None
+    name = " ".join(parts)
+    if name and meta.camera_serial:
+        name = f"{name} #{meta.camera_serial}"
+    return name or None
 
 
 def _new_detections(
@@ -142,6 +162,7 @@ def ingest(
     detections: Path | None = None,
     *,
     camera: str | None = None,
+    camera_from_folder: bool = False,
     reidentify: bool = True,
     progress: Progress = _noop_progress,
 ) -> IngestReport:
@@ -158,6 +179,7 @@ def ingest(
 
     factory = session_factory(settings)
     image_ids: list[int] = []
+    time_problems: dict[int, str] = {}
     advance = progress("photos", len(photos))
     for path, rel in photos:
         try:
@@ -169,7 +191,7 @@ def ingest(
             continue
         rows = _new_detections(by_photo.get(rel), meta, settings, report)
         with factory() as session, session.begin():
-            name = camera_name(meta, camera)
+            name = camera_name(meta, camera, relpath=rel, from_folder=camera_from_folder)
             camera_id = (
                 photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model)
                 if name
@@ -188,6 +210,8 @@ def ingest(
             )
             new_ids = det_store.add_detections(session, image_id, rows)
         image_ids.append(image_id)
+        if meta.time_problem:
+            time_problems[image_id] = meta.time_problem
         report.photos_new += int(created)
         report.photos_existing += int(not created)
         report.detections_new += len(new_ids)
@@ -195,9 +219,15 @@ def ingest(
             _count_new(factory, new_ids, report)
         advance(1)
 
+    # Events once every photo is stored, so a photo bridging two visits sees both.
+    with factory() as session, session.begin():
+        enc_store.assign_events(session, image_ids, settings.encounter_gap, time_problems)
     report.store_seconds = round(time.perf_counter() - started, 3)
     if reidentify:
         _reidentify(settings, factory, image_ids, report, progress)
+    with factory() as session:
+        found = enc_store.counts_for_images(session, image_ids)
+    report.cameras, report.events, report.tracks = found.cameras, found.events, found.tracks
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -249,6 +279,9 @@ def _reidentify(
     summary = reidentify_ids(settings, pending, progress=progress("re-identifying", len(pending)))
     report.matched = summary.count(Outcome.MATCHED)
     report.new_deer = summary.count(Outcome.NEW_DEER)
+    # Each track is decided once, by its first box; the rest follow it.
+    report.auto_joined = sum(1 for r in summary.results if r.outcome is Outcome.MATCHED and not r.via_track)
+    report.awaiting_review = report.new_deer
     report.failed = summary.count(Outcome.FAILED)
     report.embed_seconds = round(summary.embed_seconds, 3)
     report.match_seconds = round(summary.assign_seconds, 3)

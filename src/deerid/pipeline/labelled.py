@@ -18,9 +18,12 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.domain.probability import SameAnimalProbability
+from deerid.evaluation.data import LabelledSet
+from deerid.evaluation.pairs import encounter_pairs
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
-from deerid.models import Image
+from deerid.models import Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.store.identities import ConfirmedSighting, confirmed_sightings
 
 VISIT_GAP = timedelta(minutes=10)
@@ -36,6 +39,7 @@ class LabelledVectors:
     individuals: list[str]
     sightings: list[str]
     skipped: int  # confirmed sightings without a vector of the requested model
+    detection_ids: tuple[int, ...] = ()  # one per vector
 
 
 def _visits(settings: Settings, rows: list[ConfirmedSighting]) -> dict[int, str]:
@@ -90,6 +94,7 @@ def confirmed_vectors(settings: Settings, model_id: str) -> LabelledVectors:
         [str(r.deer_id) for r in usable],
         [visits[r.detection_id] for r in usable],
         len(rows) - len(usable),
+        tuple(r.detection_id for r in usable),
     )
 
 
@@ -124,3 +129,56 @@ def export_confirmed_crops(
             crop.image.save(target, quality=95)
             samples.append((target, str(r.deer_id), visits[r.detection_id]))
     return samples, problems
+
+
+def rejected_pairs(settings: Settings, model_id: str, data: LabelledVectors) -> np.ndarray:
+    """Scores of the pairs people said are different animals (review "reject" decisions).
+
+    The score is the one the pipeline matches on: the rejected sighting's vector against
+    the candidate deer's confirmed vectors (the sighting itself left out).
+    TODO(lead): add the no-match pairs of `pair_decisions` (migration 0005) here.
+    """
+    with session_factory(settings)() as session:
+        rows = session.execute(
+            sa.select(ReviewDecision.deer_id, Detection.id, Detection.embedding)
+            .join(Detection, Detection.id == ReviewDecision.detection_id)
+            .where(
+                ReviewDecision.decision == ReviewDecisionKind.REJECT,
+                Detection.model_id == model_id,
+                Detection.embedding.is_not(None),
+            )
+        ).all()
+    if not rows:
+        return np.zeros(0)
+    vectors = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
+    deer = np.asarray(data.individuals)
+    ids = np.asarray(data.detection_ids)
+    scores = []
+    for deer_id, detection_id, embedding in rows:
+        # The sighting itself is left out should it have been confirmed in that deer after all.
+        members = vectors[(deer == str(deer_id)) & (ids != detection_id)]
+        if len(members) == 0:
+            continue  # the rejected deer has no confirmed sighting of this model to compare with
+        v = np.asarray(embedding, dtype=np.float64)
+        scores.append(float((members @ (v / np.linalg.norm(v))).max()))
+    return np.asarray(scores)
+
+
+def fit_from_db(settings: Settings, model_id: str) -> SameAnimalProbability:
+    """The same-animal probability from what people decided in the database.
+
+    Same-animal pairs: each confirmed visit against its deer's other visits; different:
+    each confirmed visit against every other deer, plus every rejected review pair.
+    Raises NoLabelledDataError when there is too little to fit on.
+    """
+    data = confirmed_vectors(settings, model_id)
+    pairs = encounter_pairs(LabelledSet.build(data.vectors, data.individuals, data.sightings))
+    rejected = rejected_pairs(settings, model_id, data)
+    scores = np.concatenate([pairs.scores, rejected])
+    same = np.concatenate([pairs.same, np.zeros(len(rejected), dtype=bool)])
+    try:
+        return SameAnimalProbability.fit(scores, same)
+    except ValueError as exc:
+        raise NoLabelledDataError(
+            f"the confirmed sightings cannot calibrate a probability yet: {exc}"
+        ) from exc

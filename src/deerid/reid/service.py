@@ -9,6 +9,7 @@ animal, and a worker killed halfway loses at most the detection it was on
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -28,12 +29,13 @@ from deerid.ingest.crop import crop_boxes
 from deerid.models import Assignment, Detection, DetectionStatus
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
+from deerid.store import encounters as enc_store
 
 log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
-    MATCHED = "matched"
+    MATCHED = "matched"  # joined an existing deer: by matching, or its track's deer (`via_track`)
     NEW_DEER = "new_deer"
     ALREADY_ASSIGNED = "already_assigned"
     NOT_DEER = "not_deer"
@@ -48,6 +50,7 @@ class ReidResult:
     deer_id: UUID | None = None
     similarity: float | None = None
     error: str | None = None
+    via_track: bool = False  # joined the deer its own track already had
 
 
 @dataclass
@@ -127,9 +130,17 @@ def embed_detections(
 
 
 def assign_detection(
-    factory: sessionmaker[Session], detection_id: int, *, threshold: float, model_id: str
+    factory: sessionmaker[Session], detection_id: int, *, threshold: float | None, model_id: str
 ) -> ReidResult:
-    """Match one embedded detection to a deer of its sex, or found a new deer."""
+    """Give one embedded detection a deer of its sex: its track's deer, a matching deer, or a new one.
+
+    A detection in a track joins the deer another box of its track already has
+    (assignment "track"). Otherwise the whole track is matched: its score against
+    a deer is the best cosine between any of the track's crops and any of the
+    deer's sightings. Deer holding another track of the same event (or a box of
+    the same photo) are never candidates: animals seen together are different
+    animals. `threshold` None means no automatic merges: the track founds a new
+    deer, which waits for review."""
     with factory() as session, session.begin():
         det = session.get(Detection, detection_id)
         if det is None:
@@ -151,14 +162,38 @@ def assign_detection(
         session.refresh(det)
         if det.deer_id is not None:
             return ReidResult(detection_id, Outcome.ALREADY_ASSIGNED, det.deer_id, det.similarity)
-
-        vector = np.asarray(det.embedding, dtype=np.float32)
-        candidates = deer_store.nearest_sightings(
-            session, vector, sex=sex, model_id=model_id, exclude_detection=det.id
-        )
-        excluded = deer_store.deer_in_image(session, det.image_id, except_detection=det.id)
-        decision = decide(candidates, threshold, excluded_deer=excluded)
         when = det_store.now()
+
+        if det.track_id is not None:
+            mate = enc_store.track_deer(session, det.track_id)
+            if mate is not None:
+                deer_id, via = mate
+                deer_store.assign(
+                    session,
+                    det.id,
+                    deer_id,
+                    similarity=None,
+                    via_detection_id=via,
+                    assignment=Assignment.TRACK,
+                    when=when,
+                )
+                deer_store.recompute_profile(session, deer_id)
+                return ReidResult(detection_id, Outcome.MATCHED, deer_id, None, via_track=True)
+            vectors = enc_store.track_vectors(session, det.track_id, model_id)
+            excluded = enc_store.deer_in_event(session, det.image_id, except_track=det.track_id)
+        else:  # stored before events existed: matched on its own
+            vectors = [np.asarray(det.embedding, dtype=np.float32)]
+            excluded = deer_store.deer_in_image(session, det.image_id, except_detection=det.id)
+
+        candidates = [
+            cand
+            for vector in vectors
+            for cand in deer_store.nearest_sightings(
+                session, vector, sex=sex, model_id=model_id, exclude_detection=det.id
+            )
+        ]
+        # Without a threshold nothing joins, but the nearest deer is still recorded for review.
+        decision = decide(candidates, math.inf if threshold is None else threshold, excluded_deer=excluded)
         if decision.deer_id is not None:
             deer_store.assign(
                 session,
@@ -188,23 +223,47 @@ def assign_detection(
         return ReidResult(detection_id, Outcome.NEW_DEER, deer_id, decision.similarity)
 
 
+def prepare_tracks(
+    factory: sessionmaker[Session],
+    detection_ids: Sequence[int],
+    embedder: EmbedderLike,
+    *,
+    min_size: int,
+    batch_size: int = 16,
+) -> dict[int, str]:
+    """Embed every waiting deer box of these detections' events, then link each event's tracks.
+
+    A track is matched as a whole, so all of its boxes must be embedded and
+    linked before the first of them is assigned; a worker given one detection
+    does this for its whole event. Returns {id: error} for boxes that failed."""
+    with factory() as session:
+        events = enc_store.events_of_detections(session, detection_ids)
+        boxes = enc_store.pending_deer_boxes(session, events) if events else []
+    errors = embed_detections(factory, boxes, embedder, min_size=min_size, batch_size=batch_size)
+    for event_id in events:
+        with factory() as session, session.begin():
+            enc_store.build_tracks(session, event_id, embedder.model_id)
+    return errors
+
+
 def reidentify(
     factory: sessionmaker[Session],
     detection_ids: Iterable[int],
     embedder: EmbedderLike,
     *,
-    threshold: float,
+    threshold: float | None,
     min_size: int,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> ReidSummary:
-    """Embed (where needed) and assign each detection, in capture-time order."""
+    """Embed (where needed), link tracks, and assign each detection, in capture-time order."""
     ids = list(detection_ids)
     summary = ReidSummary()
     if not ids:
         return summary
     started = time.perf_counter()
     errors = embed_detections(factory, ids, embedder, min_size=min_size, batch_size=batch_size)
+    errors.update(prepare_tracks(factory, ids, embedder, min_size=min_size, batch_size=batch_size))
     summary.embed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with factory() as session:

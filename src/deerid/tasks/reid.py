@@ -20,7 +20,11 @@ _RETRY: dict[str, Any] = {
 
 @app.task(name=REIDENTIFY_DEER, **_RETRY)
 def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
-    """Re-identify one detection (embed it if needed); returns its outcome."""
+    """Re-identify one detection; returns its outcome.
+
+    Embeds every waiting deer box of the detection's event and links the event's
+    tracks first (a track is matched as a whole), so one task per box gives the
+    same deer as an in-process run."""
     result = reidentify_ids(get_settings(), [detection_id]).results[0]
     return {
         "detection_id": result.detection_id,
@@ -28,6 +32,7 @@ def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
         "deer_id": str(result.deer_id) if result.deer_id else None,
         "similarity": result.similarity,
         "error": result.error,
+        "via_track": result.via_track,
     }
 
 

@@ -30,6 +30,7 @@ from deerid.embed.weights import load_network, resolve_weights
 from deerid.evaluation.retrieval import retrieval_metrics
 from deerid.training.augment import AugmentConfig
 from deerid.training.cache import CLEAN, MIRROR, build_cache, cache_key
+from deerid.training.calibration import calibrate_held_out
 from deerid.training.data import Sample, check_samples, split_individuals
 from deerid.training.losses import SubCenterArcFace, batch_hard_triplet
 from deerid.training.model import Tail, n_blocks, split_network
@@ -380,6 +381,11 @@ def _train(
         if config.tta_flip:
             v = F.normalize(v + embed_cached(tail, feats[:, MIRROR], device), dim=1)
         tail.center.copy_(v.mean(0).to(tail.center.device))
+    calibration, calibration_note = calibrate_held_out(
+        _deployed_vectors(tail, feats, val_idx, config, device),
+        [individuals[i] for i in val_idx],
+        [sightings[i] for i in val_idx],
+    )
 
     state = {k: v.detach().cpu() for k, v in tail.state_dict().items()}
     weights_sha = state_sha256(state)
@@ -410,6 +416,9 @@ def _train(
             "best_val_score": best["score"],
             "val_score_untrained": untrained_score,
         },
+        # Stored for the model by `deerid train` (and by `deerid models use` if missing).
+        "calibration": calibration,
+        "calibration_note": calibration_note,
         "seconds": {"cache": cache_s, "total": time.monotonic() - t_start},
         "device": device.type,
         "deerid_version": deerid.__version__,
@@ -432,6 +441,19 @@ def _train(
         seconds=info["seconds"]["total"],
     )
     return TrainedModel(model_id, out_dir, info)
+
+
+def _deployed_vectors(
+    tail: Tail, feats: torch.Tensor, rows: np.ndarray, config: TrainConfig, device: torch.device
+) -> np.ndarray:
+    """The vectors the saved model gives these images (as embed.trained computes them)."""
+    if len(rows) == 0:
+        return np.zeros((0, tail.projection.shape[1]), dtype=np.float32)
+    index = torch.from_numpy(rows)
+    v = embed_cached(tail, feats[index, CLEAN], device)
+    if config.tta_flip:
+        v = F.normalize(v + embed_cached(tail, feats[index, MIRROR], device), dim=1)
+    return F.normalize(v - tail.center.detach().cpu(), dim=1).numpy()
 
 
 def _batches(labels: torch.Tensor, config: TrainConfig, g: torch.Generator) -> list[torch.Tensor]:

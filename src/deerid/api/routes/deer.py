@@ -78,6 +78,8 @@ def sighting_out(row: views.SightingRow) -> SightingOut:
         confirmed=det.confirmed_at is not None,
         crop_url=f"/api/detections/{det.id}/crop",
         image_url=f"/api/images/{row.image.id}",
+        track_id=det.track_id,
+        event_id=row.image.event_id,
     )
 
 

@@ -16,7 +16,8 @@ from deerid.store import curation, views
 router = APIRouter(prefix="/api/review", tags=["review"])
 
 
-def _threshold(settings: Settings) -> float:
+def _threshold(settings: Settings) -> float | None:
+    """The automatic-merge threshold in force; None: the model has no calibration (no automatic merges)."""
     from deerid.registry.models import active_embedder
 
     return resolve_threshold(settings, active_embedder(settings).model_id).value
@@ -30,7 +31,10 @@ def queue(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ReviewItemOut]:
     """Matches just above the threshold and new deer that just missed it, closest calls first."""
-    items = views.review_queue(session, _threshold(settings), band=band, limit=limit)
+    threshold = _threshold(settings)
+    if threshold is None:  # no band around a threshold to show: the review screen (/next) takes over
+        return []
+    items = views.review_queue(session, threshold, band=band, limit=limit)
     out = []
     for item in items:
         crops = [

@@ -26,9 +26,11 @@ export function saveToken(value) {
 }
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  // body: the parsed JSON the server answered with, when it did (a 409 carries the current state)
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -44,7 +46,8 @@ export function describeDetail(detail) {
       })
       .join("; ");
   }
-  return JSON.stringify(detail);
+  if (typeof detail === "object") return describeDetail(detail.message ?? detail.reason ?? detail.detail ?? JSON.stringify(detail));
+  return String(detail);
 }
 
 const STATUS_WORDS = {
@@ -67,8 +70,9 @@ export function setUnauthorizedHandler(fn) {
 
 async function errorFrom(response) {
   let detail = "";
+  let body = null;
   try {
-    const body = await response.json();
+    body = await response.json();
     detail = describeDetail(body.detail);
   } catch {
     /* not JSON */
@@ -78,7 +82,9 @@ async function errorFrom(response) {
     onUnauthorized();
     return new ApiError(401, "This needs the API token — it is missing or wrong. Set it with “Set token” in the top bar.");
   }
-  return new ApiError(response.status, detail ? `${words}: ${detail}` : words);
+  const error = new ApiError(response.status, detail ? `${words}: ${detail}` : words, body);
+  error.detail = detail; // the server's own words, without the status
+  return error;
 }
 
 export async function request(method, url, { body, form, signal } = {}) {

@@ -118,10 +118,10 @@ export function notifyError(err, prefix = "") {
 }
 
 // A modal built on <dialog>; resolves with what `build` hands to `done`, or null when closed.
-export function modal(title, build, { wide = false } = {}) {
+export function modal(title, build, { wide = false, cls = "" } = {}) {
   return new Promise((resolve) => {
     let result = null;
-    const dialog = h("dialog", { class: `modal${wide ? " wide" : ""}` });
+    const dialog = h("dialog", { class: `modal${wide ? " wide" : ""}${cls ? ` ${cls}` : ""}` });
     const done = (value) => {
       result = value;
       dialog.close();
@@ -162,3 +162,71 @@ export function busy(button, promise) {
     button.classList.remove("busy");
   });
 }
+
+// What is known about where a crop comes from: "2024-10-03 06:12 · Feeder · event 12 · track 40".
+// short: the day and the event/track only, for small crops beside facts that name the cameras already.
+export function cropMeta(c, { short = false } = {}) {
+  return [
+    c.captured_at ? when(c.captured_at, { time: !short }) : null,
+    short ? null : c.camera,
+    // no-break spaces: "event 12" never splits over two lines
+    c.event_id !== null && c.event_id !== undefined ? `event\u00a0${c.event_id}` : null,
+    c.track_id !== null && c.track_id !== undefined ? `track\u00a0${c.track_id}` : null,
+  ]
+    .filter(Boolean)
+    .join(" · ");
+}
+
+// The whole photo a crop was cut from, as large as the window allows; the box is outlined when known.
+export function showPhoto(c, title = "The whole photo") {
+  return modal(
+    title,
+    (body) => {
+      const frame = h("div", { class: "photo-frame" });
+      const img = h("img", { class: "photo-full", src: c.image_url, alt: `The photo of sighting ${c.detection_id}` });
+      frame.append(img);
+      if (Array.isArray(c.bbox) && c.bbox.length === 4) {
+        // MegaDetector boxes are fractions of the photo (x, y, w, h): placed through the CSSOM, which the CSP allows
+        const box = h("div", { class: "photo-box" });
+        const [x, y, w, bh] = c.bbox;
+        Object.assign(box.style, { left: `${x * 100}%`, top: `${y * 100}%`, width: `${w * 100}%`, height: `${bh * 100}%` });
+        frame.append(box);
+      }
+      img.addEventListener("error", () => img.classList.add("crop-broken"), { once: true });
+      body.append(frame, h("p", { class: "muted small photo-meta" }, cropMeta(c) || "No time or camera recorded.", " · ", h("a", { href: c.image_url, target: "_blank", rel: "noopener" }, "open on its own")));
+    },
+    { cls: "photo-modal" },
+  );
+}
+
+// A candidate's score: a calibrated probability in per cent, else the raw similarity, said as such.
+export function scoreWords(value, calibrated) {
+  if (value === null || value === undefined) return { label: calibrated ? "probability" : "similarity", text: "—" };
+  return calibrated
+    ? { label: "probability", text: `${Math.round(Number(value) * 100)} %` }
+    : { label: "similarity", text: Number(value).toFixed(3) };
+}
+
+// A crop with where it comes from; a click shows the whole photo.
+export function cropFigure(c, { cls = "", alt, onFocus, short = false } = {}) {
+  const meta = cropMeta(c, { short });
+  const full = cropMeta(c);
+  const open = h(
+    "button",
+    { type: "button", class: "crop-open", title: `Show the whole photo${full ? ` (${full})` : ""}`, "aria-label": `Show the whole photo of ${alt}` },
+    crop(c.crop_url, alt, { cls: "crop" }),
+  );
+  open.addEventListener("click", () => showPhoto(c));
+  const fig = h(
+    "figure",
+    { class: `crop-fig ${cls}`.trim(), dataset: { detection: c.detection_id } },
+    open,
+    meta ? h("figcaption", { class: "crop-meta" }, meta) : null,
+  );
+  if (onFocus) {
+    fig.addEventListener("mouseenter", () => onFocus(c));
+    open.addEventListener("focus", () => onFocus(c));
+  }
+  return fig;
+}
+

@@ -155,6 +155,13 @@ export async function deerPage(view, { params, navigate }) {
           { class: "actions" },
           h("button", { type: "button", class: "btn", id: "edit-deer", onclick: () => openEdit() }, "Edit name, sex, notes"),
           h("button", { type: "button", class: "btn", id: "merge-deer", onclick: (e) => merge(deer, e.currentTarget) }, "Merge another deer into this one…"),
+          deer.sighting_count > 1
+            ? h(
+                "a",
+                { class: "btn", id: "qc-deer", href: `/review?qc=${deer.id}`, title: "Walk its sightings, worst-fitting first, and split off the ones that are another deer" },
+                "Check sightings (QC)",
+              )
+            : null,
         ),
         editBox,
       ),
@@ -257,6 +264,9 @@ export async function deerPage(view, { params, navigate }) {
           { class: "card-body" },
           h("div", { class: "card-title" }, when(s.captured_at)),
           h("div", { class: "card-meta" }, s.camera || "unknown camera"),
+          s.event_id != null || s.track_id != null
+            ? h("div", { class: "card-meta muted track-meta" }, [s.event_id != null ? `event ${s.event_id}` : null, s.track_id != null ? `track ${s.track_id}` : null].filter(Boolean).join(" · "))
+            : null,
           h(
             "div",
             { class: "card-meta muted" },

@@ -1,0 +1,234 @@
+"""The review queue: which question to put to a person next, and which deer to show with it.
+
+A *screen* is one query profile (a provisional deer: at first one encounter) beside its
+top-k candidate profiles. The person answers with one decision: "it is candidate i"
+(the two merge), "none of these" (a no-match for every pair shown), or "skip". The queue
+is judged by how few decisions bring the profiles to the truth, so:
+
+- Profiles are compared through **every sighting they hold** (the best pair): after a
+  merge a profile holds more views of the animal, so the next query of it ranks better.
+  The mean vector of a profile was measured and ranks worse (docs/review.md).
+- The next query is the one whose shown candidates most probably contain its animal,
+  `1 - Π(1 - p_i)` over the k shown, with `p` the calibrated probability that two
+  profiles are one animal. A "yes" removes error; a "none" only narrows the search, so
+  asking likely matches first raises accuracy fastest per decision.
+- A pair once decided is never shown again, nor a pair that can never be one animal
+  (two tracks of one event, two boxes of one photo): that is the `blocked` set.
+
+Everything here is plain numpy over a snapshot, so the API (over PostgreSQL) and
+`deerid eval --review` (over a labelled folder, answered by an oracle) run the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_K = 8
+
+Probability = Callable[[np.ndarray], np.ndarray]
+"""Calibrated map from a pair score (cosine) to the probability of one animal."""
+
+
+def uncalibrated(scores: np.ndarray) -> np.ndarray:
+    """Without a calibration the raw similarity stands in: it orders the same, it only means less."""
+    return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    profile: int
+    score: float  # best cosine between a sighting of the query and one of the candidate
+    probability: float
+    via_query: int  # sighting rows that gave the score
+    via_candidate: int
+
+
+@dataclass(frozen=True)
+class Screen:
+    query: int
+    candidates: tuple[Candidate, ...]
+    priority: float  # probability that the query's animal is among the candidates
+    waiting: int = 1  # queries that could be asked now, this one included
+
+
+def _pair_key(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    lo = np.minimum(a, b).astype(np.int64)
+    hi = np.maximum(a, b).astype(np.int64)
+    return lo * n + hi
+
+
+@dataclass
+class ReviewGraph:
+    """Sightings (rows), the profile each belongs to, and the sighting pairs worth comparing.
+
+    `pair_i`, `pair_j`, `pair_sim` hold each comparable sighting pair once: all pairs for
+    a small gallery, each sighting's nearest neighbours for a large one. Profiles are
+    numbered 0..n_profiles-1; `owner[row]` is the profile of a sighting.
+    """
+
+    owner: np.ndarray
+    pair_i: np.ndarray
+    pair_j: np.ndarray
+    pair_sim: np.ndarray
+    n_profiles: int
+    blocked: set[tuple[int, int]] = field(default_factory=set)  # profile pairs never to show
+    retired: set[int] = field(default_factory=set)  # profiles not to ask about as queries (skipped)
+    vectors: np.ndarray | None = None  # rows' L2-normalised vectors (QC, and the measured alternatives)
+    # "max": best sighting pair (what the probability is calibrated on); "mean": cosine of the
+    # profiles' mean vectors; "both": their average. Measured equal in decisions (docs/review.md).
+    scoring: str = "max"
+
+    def __post_init__(self) -> None:
+        self.owner = np.array(self.owner, dtype=np.int64)  # a copy: merges must not touch the caller's array
+        sim = np.asarray(self.pair_sim, dtype=np.float64)
+        presorted = len(sim) < 2 or bool((sim[:-1] >= sim[1:]).all())  # the store caches them sorted
+        order = np.arange(len(sim)) if presorted else np.argsort(-sim, kind="stable")
+        # Kept sorted by similarity, best first, so the first pair of each profile pair is its best.
+        self.pair_i = np.asarray(self.pair_i, dtype=np.int64)[order]
+        self.pair_j = np.asarray(self.pair_j, dtype=np.int64)[order]
+        self.pair_sim = np.asarray(self.pair_sim, dtype=np.float64)[order]
+        self._scores: tuple[np.ndarray, ...] | None = None
+
+    @classmethod
+    def from_vectors(
+        cls, vectors: np.ndarray, owner: Sequence[int] | np.ndarray, *, same_unit: np.ndarray | None = None
+    ) -> ReviewGraph:
+        """Every pair of rows (a small gallery); rows with equal `same_unit` are never compared."""
+        x = np.asarray(vectors, dtype=np.float64)
+        i, j = np.triu_indices(len(x), k=1)
+        sim = np.einsum("ij,ij->i", x[i], x[j]) if len(i) < 2_000_000 else (x @ x.T)[i, j]
+        if same_unit is not None:
+            keep = same_unit[i] != same_unit[j]
+            i, j, sim = i[keep], j[keep], sim[keep]
+        owner_arr = np.asarray(owner, dtype=np.int64)
+        return cls(owner_arr, i, j, sim, int(owner_arr.max()) + 1 if len(owner_arr) else 0, vectors=x)
+
+    # -- what changes as people decide --------------------------------------------------------
+
+    def block(self, a: int, b: int) -> None:
+        self.blocked.add((min(a, b), max(a, b)))
+        self._scores = None
+
+    def is_blocked(self, a: int, b: int) -> bool:
+        return (min(a, b), max(a, b)) in self.blocked
+
+    def merge(self, query: int, into: int) -> None:
+        """Fold profile `query` into `into`; what was blocked for either is blocked for the union."""
+        if query == into:
+            return
+        self.owner[self.owner == query] = into
+        moved = set()
+        for a, b in self.blocked:
+            if query in (a, b):
+                other = b if a == query else a
+                if other != into:
+                    moved.add((min(other, into), max(other, into)))
+        self.blocked = {p for p in self.blocked if query not in p} | moved
+        self.retired.discard(query)
+        self._scores = None
+
+    def invalidate(self) -> None:
+        """Forget cached scores after changing `owner` or `n_profiles` directly."""
+        self._scores = None
+
+    def retire(self, profile: int) -> None:
+        self.retired.add(profile)
+
+    # -- scores -------------------------------------------------------------------------------
+
+    def profile_pairs(self) -> tuple[np.ndarray, ...]:
+        """Per comparable profile pair: (a, b, score, via row of a, via row of b), a < b."""
+        if self._scores is not None:
+            return self._scores
+        a = self.owner[self.pair_i]
+        b = self.owner[self.pair_j]
+        keep = a != b
+        a, b = a[keep], b[keep]
+        ri, rj, sim = self.pair_i[keep], self.pair_j[keep], self.pair_sim[keep]
+        key = _pair_key(a, b, self.n_profiles)
+        _, first = np.unique(key, return_index=True)  # first = best, pairs are sorted by similarity
+        a, b, ri, rj, sim = a[first], b[first], ri[first], rj[first], sim[first]
+        swap = a > b
+        a, b = np.where(swap, b, a), np.where(swap, a, b)
+        ri, rj = np.where(swap, rj, ri), np.where(swap, ri, rj)
+        if self.blocked:
+            blocked = np.fromiter(
+                (x * self.n_profiles + y for x, y in self.blocked), dtype=np.int64, count=len(self.blocked)
+            )
+            ok = ~np.isin(a * self.n_profiles + b, blocked)
+            a, b, sim, ri, rj = a[ok], b[ok], sim[ok], ri[ok], rj[ok]
+        if self.vectors is not None and self.scoring != "max" and len(a):
+            centroids = np.zeros((self.n_profiles, self.vectors.shape[1]))
+            np.add.at(centroids, self.owner, self.vectors)
+            centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+            mean_sim = np.einsum("ij,ij->i", centroids[a], centroids[b])
+            sim = mean_sim if self.scoring == "mean" else (sim + mean_sim) / 2
+        self._scores = (a, b, sim, ri, rj)
+        return self._scores
+
+    def candidates(
+        self, query: int, k: int = DEFAULT_K, probability: Probability = uncalibrated
+    ) -> tuple[Candidate, ...]:
+        """The query's k most probable other profiles, best first (ties: lower profile index)."""
+        a, b, sim, ri, rj = self.profile_pairs()
+        left = a == query
+        right = b == query
+        other = np.concatenate([b[left], a[right]])
+        score = np.concatenate([sim[left], sim[right]])
+        via_q = np.concatenate([ri[left], rj[right]])
+        via_c = np.concatenate([rj[left], ri[right]])
+        order = np.lexsort((other, -score))[:k]
+        probs = probability(score[order]) if len(order) else np.empty(0)
+        return tuple(
+            Candidate(int(other[o]), float(score[o]), float(p), int(via_q[o]), int(via_c[o]))
+            for o, p in zip(order, probs, strict=True)
+        )
+
+    def priorities(
+        self, k: int = DEFAULT_K, probability: Probability = uncalibrated
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, priority): for each possible query, the probability that its animal is
+        among its top k candidates. Retired profiles are left out."""
+        a, b, sim, _, _ = self.profile_pairs()
+        if len(a) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        query = np.concatenate([a, b])
+        score = np.concatenate([sim, sim])
+        # One float sort orders by query, then by score descending (scores are cosines in [-1, 1]).
+        order = np.argsort(query + (1.0 - score) / 2.000001)  # ties do not change a priority
+        query, score = query[order], score[order]
+        starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+        rank = np.arange(len(query)) - np.repeat(starts, np.diff(np.r_[starts, len(query)]))
+        top = rank < k
+        query, score = query[top], score[top]
+        miss = np.log1p(-np.clip(probability(score), 0.0, 1.0 - 1e-12))
+        groups = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+        queries = query[groups]
+        priority = 1.0 - np.exp(np.add.reduceat(miss, groups))
+        if self.retired:
+            keep = ~np.isin(queries, np.fromiter(self.retired, dtype=np.int64))
+            queries, priority = queries[keep], priority[keep]
+        return queries, priority
+
+    def next_screen(
+        self,
+        k: int = DEFAULT_K,
+        probability: Probability = uncalibrated,
+        *,
+        exclude: Iterable[int] = (),
+    ) -> Screen | None:
+        """The most promising query and its candidates; None when nothing is left to ask."""
+        queries, priority = self.priorities(k, probability)
+        skip = list(exclude)
+        if skip:
+            keep = ~np.isin(queries, np.asarray(skip, dtype=np.int64))
+            queries, priority = queries[keep], priority[keep]
+        if len(queries) == 0:
+            return None
+        # Highest priority; ties go to the lower profile index (queries are sorted) so runs repeat.
+        best = int(np.argmax(priority))
+        query = int(queries[best])
+        return Screen(query, self.candidates(query, k, probability), float(priority[best]), len(queries))

@@ -1,0 +1,206 @@
+"""A review session driven through the API, on real feeder photos and the real database.
+
+What is tried: the next screen (a query deer, its ranked candidates, nothing already
+decided), a match that merges and its undo, "none of these" never showing the same pairs
+again, skip, answers on a screen that changed meanwhile (409 with the current state, nothing
+written), an undo refused after a later conflicting change, the candidates of a deer and of
+a track, QC order, and bad bodies (422) and missing ids (404).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import FEEDER, FEEDER_JSON
+from deerid.api.main import create_app
+from deerid.core.config import Settings
+from deerid.pipeline.ingest import ingest
+
+# buck-A (5 photos over 10 days, one camera), buck-B (2 photos), a doe + fawn photo, and a
+# crowded feeder pair (IMG_7324/7325) whose boxes share an event.
+PHOTOS = [
+    "IMG_2257.JPG",
+    "IMG_2263.JPG",
+    "IMG_2333.JPG",
+    "IMG_2336.JPG",
+    "IMG_2354.JPG",
+    "IMG_3899.JPG",
+    "IMG_3901.JPG",
+    "IMG_7335.JPG",
+]
+TOKEN = "review-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
+    card = tmp_path / "card"
+    card.mkdir()
+    for name in PHOTOS:
+        (card / name).symlink_to(FEEDER / name)
+    data = json.loads(FEEDER_JSON.read_text())
+    data["images"] = [i for i in data["images"] if i["file"] in PHOTOS]
+    (tmp_path / "md.json").write_text(json.dumps(data))
+    configured = settings.model_copy(update={"api_token": TOKEN})
+    ingest(configured, card, tmp_path / "md.json")  # no calibration: no automatic merges
+    with TestClient(create_app(configured), base_url="http://localhost") as client:
+        yield client
+
+
+def total(api: TestClient) -> int:
+    return int(api.get("/api/deer", params={"limit": 1}).json()["total"])
+
+
+def answer(api: TestClient, screen: dict, choice: str, pick: int | None = None) -> dict:  # type: ignore[type-arg]
+    shown = [c["deer"]["id"] for c in screen["candidates"]]
+    body = {"query": screen["query"]["deer"]["id"], "shown": shown, "choice": choice}
+    if pick is not None:
+        body["candidate"] = shown[pick]
+    res = api.post("/api/review/decisions", json=body, headers=AUTH)
+    assert res.status_code == 200, res.text
+    return res.json()  # type: ignore[no-any-return]
+
+
+def test_screen_match_undo_none_skip(api: TestClient) -> None:
+    before = total(api)
+    assert before == 8  # 7 buck boxes and a doe, each its own provisional deer
+    screen = api.get("/api/review/next", params={"k": 3}).json()
+    assert screen["calibrated"] is False and screen["remaining"] >= 1
+    query = screen["query"]["deer"]
+    assert screen["query"]["crops"] and screen["query"]["crops"][0]["crop_url"].startswith("/api/detections/")
+    cands = screen["candidates"]
+    assert [c["rank"] for c in cands] == [1, 2, 3]
+    assert [c["probability"] for c in cands] == sorted((c["probability"] for c in cands), reverse=True)
+    # A doe and a buck are never a question.
+    assert all(c["deer"]["sex"] in (query["sex"], "unknown", "fawn") for c in cands)
+    assert all(c["crops"] and c["crops"][0]["detection_id"] == c["via_detection_id"] for c in cands)
+
+    merged = answer(api, screen, "match", pick=0)
+    assert merged["merge_id"] is not None and merged["deer"]["id"] == cands[0]["deer"]["id"]
+    assert merged["deer"]["sighting_count"] == cands[0]["deer"]["sighting_count"] + query["sighting_count"]
+    assert total(api) == before - 1
+    assert api.get(f"/api/deer/{query['id']}").status_code == 404
+
+    undone = api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH)
+    assert undone.status_code == 200, undone.text
+    assert {d["id"] for d in undone.json()["deer"]} == {query["id"], cands[0]["deer"]["id"]}
+    assert total(api) == before
+    again = api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH)
+    assert again.status_code == 409 and "already undone" in again.json()["detail"]
+
+    # "None of these": the pairs shown are never shown together again, from either side.
+    screen = api.get("/api/review/next", params={"k": 3}).json()
+    q = screen["query"]["deer"]["id"]
+    rejected = {c["deer"]["id"] for c in screen["candidates"]}
+    answer(api, screen, "none")
+    assert total(api) == before
+    for deer_id in rejected:
+        seen = {c["deer"]["id"] for c in api.get(f"/api/deer/{deer_id}/candidates", params={"k": 9}).json()}
+        assert q not in seen
+    mine = {c["deer"]["id"] for c in api.get(f"/api/deer/{q}/candidates", params={"k": 9}).json()}
+    assert not mine & rejected
+    history = api.get("/api/review/decisions").json()
+    assert history[0]["choice"] == "none" and set(map(str, history[0]["shown"])) == rejected
+
+    # Skip: that query is not offered again.
+    screen = api.get("/api/review/next", params={"k": 3}).json()
+    skipped = screen["query"]["deer"]["id"]
+    answer(api, screen, "skip")
+    while (res := api.get("/api/review/next", params={"k": 9})).status_code == 200:
+        nxt = res.json()
+        assert nxt["query"]["deer"]["id"] != skipped
+        answer(api, nxt, "none")
+    assert res.status_code == 204  # every pair decided: nothing left
+
+
+def test_conflicts_are_409_and_lose_nothing(api: TestClient) -> None:
+    screen = api.get("/api/review/next", params={"k": 2}).json()
+    a = screen["query"]["deer"]["id"]
+    b = screen["candidates"][0]["deer"]["id"]
+    # Meanwhile someone merges the first candidate into the second by hand.
+    c = screen["candidates"][1]["deer"]["id"]
+    assert api.post(f"/api/deer/{c}/merge", json={"deer_ids": [b]}, headers=AUTH).status_code == 200
+    before = total(api)
+    stale = api.post(
+        "/api/review/decisions",
+        json={"query": a, "shown": [b, c], "choice": "match", "candidate": b},
+        headers=AUTH,
+    )
+    assert stale.status_code == 409
+    assert stale.json()["current"][b] == {"exists": False, "merged_into": c}
+    assert total(api) == before and api.get(f"/api/deer/{a}").status_code == 200
+
+    # An undo after a later conflicting change is refused with the reason.
+    screen = api.get("/api/review/next", params={"k": 2}).json()
+    merged = answer(api, screen, "match", pick=0)
+    target = merged["deer"]["id"]
+    other = next(
+        d["id"] for d in api.get("/api/deer", params={"limit": 50}).json()["items"] if d["id"] != target
+    )
+    assert api.post(f"/api/deer/{other}/merge", json={"deer_ids": [target]}, headers=AUTH).status_code == 200
+    refused = api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH)
+    assert refused.status_code == 409 and "merged into another deer" in refused.json()["detail"]
+
+
+def test_bad_answers(api: TestClient) -> None:
+    screen = api.get("/api/review/next", params={"k": 2}).json()
+    q = screen["query"]["deer"]["id"]
+    shown = [c["deer"]["id"] for c in screen["candidates"]]
+    post = api.post
+    # match without naming a candidate, a candidate not shown, the query as its own candidate
+    assert (
+        post(
+            "/api/review/decisions", json={"query": q, "shown": shown, "choice": "match"}, headers=AUTH
+        ).status_code
+        == 422
+    )
+    assert (
+        post(
+            "/api/review/decisions",
+            json={"query": q, "shown": shown[:1], "choice": "match", "candidate": shown[1]},
+            headers=AUTH,
+        ).status_code
+        == 422
+    )
+    assert (
+        post(
+            "/api/review/decisions", json={"query": q, "shown": [q], "choice": "none"}, headers=AUTH
+        ).status_code
+        == 422
+    )
+    assert (
+        post(
+            "/api/review/decisions", json={"query": q, "shown": shown, "choice": "maybe"}, headers=AUTH
+        ).status_code
+        == 422
+    )
+    assert (
+        post("/api/review/decisions", json={"query": q, "shown": shown, "choice": "none"}).status_code == 401
+    )
+    assert api.post("/api/review/decisions/999999/undo", headers=AUTH).status_code == 404
+    assert api.get("/api/deer/00000000-0000-0000-0000-000000000000/candidates").status_code == 404
+    assert api.get("/api/tracks/999999/candidates").status_code == 404
+    assert api.get("/api/review/next", params={"exclude": "not-a-uuid"}).status_code == 422
+    assert api.get("/api/review/next", params={"k": 10}).status_code == 422
+
+
+def test_track_candidates_and_qc(api: TestClient) -> None:
+    deer = api.get("/api/deer", params={"sex": "buck", "limit": 50}).json()["items"]
+    one = deer[0]
+    sightings = api.get(f"/api/deer/{one['id']}/detections").json()
+    track = sightings[0]["track_id"]
+    assert track is not None  # every re-identified box belongs to a track
+    cands = api.get(f"/api/tracks/{track}/candidates", params={"k": 4}).json()
+    assert 1 <= len(cands) <= 4 and all(c["deer"]["id"] != "" for c in cands)
+    # Merge two bucks by hand, then QC lists both sightings with how well each fits the other.
+    two = deer[1]
+    api.post(f"/api/deer/{one['id']}/merge", json={"deer_ids": [two["id"]]}, headers=AUTH)
+    qc = api.get(f"/api/deer/{one['id']}/qc").json()
+    fits = [s["fit"] for s in qc["sightings"]]
+    assert len(fits) == one["sighting_count"] + two["sighting_count"]
+    assert all(f is not None for f in fits) and fits == sorted(fits)
