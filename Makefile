@@ -28,6 +28,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/backbones.py
+	$(BIN)/python benchmarks/encounter_gap.py
+	$(BIN)/python benchmarks/review.py --feeder
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

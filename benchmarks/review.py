@@ -222,11 +222,102 @@ def screen_speed(root_url: str, size: int, repeats: int = 15) -> dict[str, Any]:
     }
 
 
+def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
+    """What a user sees on the feeder set: deer after ingest (defaults, no calibration), queries
+    waiting, and screens until the two known bucks (buck-A: 5 boxes, buck-B: 2) are each one
+    deer, with an oracle that knows only those two and answers "none" to everything else."""
+    from deerid.models import ReviewChoice
+    from deerid.pipeline.ingest import ingest
+    from deerid.registry.models import active_embedder
+    from deerid.store import review as review_store
+
+    feeder = SHARED / "data" / "trailcam" / "feeder"
+    md = SHARED / "data" / "trailcam" / "feeder.detections.json"
+    settings = Settings(
+        database_url=new_database(root_url),
+        data_dir=Path(tempfile.mkdtemp(prefix="deerid-bench-")),
+        device="cpu",
+    )
+    report = ingest(settings, feeder, md)
+    model_id = active_embedder(settings).model_id
+    known = {
+        (img["file"], i): det["individual"]
+        for img in json.loads(md.read_text())["images"]
+        for i, det in enumerate(img["detections"])
+        if det.get("individual")
+    }
+    factory = session_factory(settings)
+    with factory() as s:
+        label = {
+            det_id: known.get((Path(path).name, index))
+            for det_id, path, index in s.execute(
+                sa.select(Detection.id, Image.path, Detection.source_index).join(
+                    Image, Image.id == Detection.image_id
+                )
+            )
+        }
+        deer_before = s.execute(sa.select(sa.func.count()).select_from(Deer)).scalar_one()
+
+    def animal(s: Any, deer_id: uuid.UUID) -> str | None:
+        ids = s.execute(sa.select(Detection.id).where(Detection.deer_id == deer_id)).scalars()
+        names = {label.get(i) for i in ids} - {None}
+        return names.pop() if len(names) == 1 else None
+
+    def done(s: Any) -> bool:
+        for name in ("buck-A", "buck-B"):
+            holders = {
+                s.get(Detection, d).deer_id for d, n in label.items() if n == name and s.get(Detection, d)
+            }
+            if len(holders) != 1:
+                return False
+        return True
+
+    screens = matches = 0
+    waiting_at_start = None
+    finished_at = None
+    while screens < budget:
+        with factory() as s, s.begin():
+            if finished_at is None and done(s):
+                finished_at = screens
+                break
+            view = review_store.next_screen(s, model_id, k=8)
+            if view is None:
+                break
+            if waiting_at_start is None:
+                waiting_at_start = view.remaining
+            wanted = animal(s, view.query_deer_id)
+            hit = next((c for c in view.candidates if wanted and animal(s, c.deer_id) == wanted), None)
+            review_store.decide(
+                s,
+                model_id,
+                query=view.query_deer_id,
+                shown=[c.deer_id for c in view.candidates],
+                choice=ReviewChoice.MATCH if hit else ReviewChoice.NONE,
+                candidate=hit.deer_id if hit else None,
+            )
+            screens += 1
+            matches += int(hit is not None)
+    dispose_engines()
+    return {
+        "photos": report.photos,
+        "deer_boxes_identified": report.reidentified,
+        "cameras": report.cameras,
+        "events": report.events,
+        "tracks": report.tracks,
+        "auto_joined": report.auto_joined,
+        "deer_before_review": deer_before,
+        "queries_waiting": waiting_at_start,
+        "screens_until_known_bucks_whole": finished_at,
+        "matches": matches,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--gallery", type=int, default=10000, help="sightings for the speed test (0: skip)")
     parser.add_argument("--skip-effort", action="store_true")
+    parser.add_argument("--feeder", action="store_true", help="also the feeder-set review session")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     out: dict[str, Any] = {}
@@ -239,6 +330,9 @@ def main() -> None:
             root = sa.engine.make_url(url).set(database=None).render_as_string(hide_password=False)
             out["screen"] = screen_speed(root, args.gallery)
             print(f"review screen with {args.gallery} sightings: {out['screen']}", flush=True)
+            if args.feeder:
+                out["feeder"] = feeder_session(root)
+                print(f"feeder set: {out['feeder']}", flush=True)
         finally:
             stop_embedded(pg_dir / "pgdata")
     if "effort" in out:

@@ -131,3 +131,27 @@ def test_labelled_data_from_confirmed_sightings(settings: Settings, tmp_path: Pa
     assert result["evaluation"]["n_images"] == 7 and result["stored"] is False
     assert result["max_false_merge"] == 0.02 and result["probability"]["n_pairs"] > 0  # fit_from_db
     assert result["evaluation"]["n_queries"] == 5  # buck-B has no second visit to query against
+
+
+def test_eval_review_reports_decisions_per_photo(
+    settings: Settings, nyala_subset: Path, tmp_path: Path
+) -> None:
+    """`deerid eval DIR --review --json`: the review figures under the issue's keys, from the
+    product's own queue answered by an oracle, with the curve as a PNG; without --review they are
+    absent, and a k outside the keys 1–9 is refused."""
+    out = run(
+        settings, "eval", str(nyala_subset), "--review", "--k", "4", "--json", "--report", str(tmp_path / "r")
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    review = figures["review"]
+    assert set(review["decisions_per_image_to_f1"]) == {"0.8", "0.9", "0.95"}
+    assert set(review["f1_at_decisions_per_image"]) == {"0.25", "0.5", "1"}
+    assert review["k"] == 4 and review["decisions"] >= review["matches"] > 0
+    reached = [v for v in review["decisions_per_image_to_f1"].values() if v is not None]
+    assert reached == sorted(reached)  # a higher F1 never costs fewer decisions
+    assert "decisions per image to F1 0.8" in out.stdout
+    assert (Path(figures["report"]).parent / "review.png").stat().st_size > 1000
+    plain = run(settings, "eval", str(nyala_subset), "--json", "--report", str(tmp_path / "p"))
+    assert "review" not in json.loads(plain.stdout.strip().splitlines()[-1])
+    assert run(settings, "eval", str(nyala_subset), "--review", "--k", "12").returncode != 0

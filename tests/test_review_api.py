@@ -9,12 +9,14 @@ a track, QC order, and bad bodies (422) and missing ids (404).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from conftest import FEEDER, FEEDER_JSON
 from deerid.api.main import create_app
@@ -73,6 +75,15 @@ def test_screen_match_undo_none_skip(api: TestClient) -> None:
     assert screen["calibrated"] is False and screen["remaining"] >= 1
     query = screen["query"]["deer"]
     assert screen["query"]["crops"] and screen["query"]["crops"][0]["crop_url"].startswith("/api/detections/")
+    # The query is shown at the photo's own resolution, the candidates at card size.
+    crop = screen["query"]["crops"][0]
+    full = Image.open(io.BytesIO(api.get(crop["crop_url"]).content))
+    card = Image.open(io.BytesIO(api.get(f"/api/detections/{crop['detection_id']}/crop").content))
+    photo = Image.open(io.BytesIO(api.get(crop["image_url"]).content))
+    _, _, w, h = crop["bbox"]
+    assert crop["crop_url"].endswith("?size=full") and max(card.size) <= 320
+    assert abs(full.size[0] - w * photo.size[0]) <= 2 and abs(full.size[1] - h * photo.size[1]) <= 2
+    assert api.get(f"/api/detections/{crop['detection_id']}/crop", params={"size": "huge"}).status_code == 422
     cands = screen["candidates"]
     assert [c["rank"] for c in cands] == [1, 2, 3]
     assert [c["probability"] for c in cands] == sorted((c["probability"] for c in cands), reverse=True)
@@ -204,3 +215,26 @@ def test_track_candidates_and_qc(api: TestClient) -> None:
     fits = [s["fit"] for s in qc["sightings"]]
     assert len(fits) == one["sighting_count"] + two["sighting_count"]
     assert all(f is not None for f in fits) and fits == sorted(fits)
+
+
+def test_answers_are_labelled_pairs(api: TestClient, settings: Settings) -> None:
+    """A match gives one same-animal pair and "none" a different-animal pair per candidate shown,
+    with the score shown, for the model that made it; an undone answer no longer counts, and
+    another model id sees none of them."""
+    from deerid.db.session import session_factory
+    from deerid.registry.models import active_embedder
+    from deerid.store.review import decided_pairs
+
+    model_id = active_embedder(settings).model_id
+    first = api.get("/api/review/next", params={"k": 3}).json()
+    merged = answer(api, first, "match", pick=0)
+    second = api.get("/api/review/next", params={"k": 3}).json()
+    answer(api, second, "none")
+    with session_factory(settings)() as session:
+        scores, same = decided_pairs(session, model_id)
+        assert same.tolist() == [True] + [False] * len(second["candidates"])
+        assert scores[0] == pytest.approx(first["candidates"][0]["similarity"], abs=1e-3)
+        assert len(decided_pairs(session, "another-model")[0]) == 0
+    assert api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH).status_code == 200
+    with session_factory(settings)() as session:
+        assert decided_pairs(session, model_id)[1].tolist() == [False] * len(second["candidates"])

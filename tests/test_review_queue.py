@@ -118,3 +118,24 @@ def test_automatic_start_follows_the_threshold() -> None:
     assert joins == 0 and len(np.unique(none)) == len(np.unique(data.sighting))
     everything, joins = automatic_profiles(data, -1.0)
     assert len(np.unique(everything)) == 1 and joins == len(np.unique(data.sighting)) - 1
+
+
+def test_large_galleries_keep_each_sightings_nearest() -> None:
+    """Above ALL_PAIRS_LIMIT only nearest neighbours are kept: tried with 1,100 random rows in
+    encounters of two; every row's true nearest other-encounter row must be among the pairs,
+    no pair may join two rows of one encounter, and pairs come most similar first."""
+    from deerid.domain.review import ALL_PAIRS_LIMIT, comparable_pairs
+
+    rng = np.random.default_rng(3)
+    n = ALL_PAIRS_LIMIT + 100
+    x = rng.standard_normal((n, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    unit_of = np.arange(n) // 2
+    i, j, sim = comparable_pairs(x, same_unit=unit_of)
+    assert len(i) < n * (n - 1) // 2 and (unit_of[i] != unit_of[j]).all()
+    assert (np.diff(sim) <= 1e-12).all() and np.allclose(sim, np.einsum("ij,ij->i", x[i], x[j]))
+    full = x @ x.T
+    full[unit_of[:, None] == unit_of[None, :]] = -np.inf
+    nearest = full.argmax(axis=1)
+    kept = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert all((min(r, c), max(r, c)) in kept for r, c in enumerate(nearest))

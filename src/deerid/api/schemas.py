@@ -188,8 +188,9 @@ class EventDetailOut(BaseModel):
 
 class CropOut(BaseModel):
     detection_id: int
-    crop_url: str
+    crop_url: str  # the query's crops at full resolution, candidates' at card size
     image_url: str
+    bbox: list[float]  # normalised x, y, w, h in the photo: outlined when the photo is opened
     captured_at: datetime | None
     camera: str | None
     track_id: int | None = None

@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_K = 8
+# Up to this many sightings every pair is compared; above it each sighting keeps its NEIGHBOURS
+# nearest (all pairs of 10,000 sightings would be 50 million). 32 nearest sightings reach far
+# deeper than the few screens a query is ever shown.
+ALL_PAIRS_LIMIT = 1_000
+NEIGHBOURS = 32
 
 Probability = Callable[[np.ndarray], np.ndarray]
 """Calibrated map from a pair score (cosine) to the probability of one animal."""
@@ -52,6 +57,45 @@ class Screen:
     candidates: tuple[Candidate, ...]
     priority: float  # probability that the query's animal is among the candidates
     waiting: int = 1  # queries that could be asked now, this one included
+
+
+def comparable_pairs(
+    vectors: np.ndarray, *, same_unit: np.ndarray | None = None, neighbours: int = NEIGHBOURS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, cosine) of the sighting pairs worth comparing, i < j, most similar first.
+
+    All pairs up to ALL_PAIRS_LIMIT rows, else each row's `neighbours` nearest (a pair is
+    kept when either side has the other among its nearest). Rows with equal `same_unit`
+    (one encounter) are never a pair: they would prove nothing."""
+    x = np.asarray(vectors, dtype=np.float64)
+    n = len(x)
+    if n <= ALL_PAIRS_LIMIT:
+        i, j = np.triu_indices(n, k=1)
+        sim = (x @ x.T)[i, j] if n else np.empty(0)
+        if same_unit is not None:
+            keep = same_unit[i] != same_unit[j]
+            i, j, sim = i[keep], j[keep], sim[keep]
+    else:
+        k = min(neighbours, n - 1)
+        rows_i, rows_j, sims = [], [], []
+        for start in range(0, n, 1024):
+            block = x[start : start + 1024] @ x.T
+            rows = np.arange(start, start + len(block))
+            if same_unit is not None:
+                block[same_unit[rows][:, None] == same_unit[None, :]] = -np.inf
+            block[np.arange(len(block)), rows] = -np.inf
+            nearest = np.argpartition(-block, k, axis=1)[:, :k]
+            rows_i.append(np.repeat(rows, k))
+            rows_j.append(nearest.ravel())
+            sims.append(np.take_along_axis(block, nearest, axis=1).ravel())
+        a, b, sim = np.concatenate(rows_i), np.concatenate(rows_j), np.concatenate(sims)
+        ok = np.isfinite(sim)
+        a, b, sim = a[ok], b[ok], sim[ok]
+        i, j = np.minimum(a, b), np.maximum(a, b)
+        _, first = np.unique(i.astype(np.int64) * n + j, return_index=True)
+        i, j, sim = i[first], j[first], sim[first]
+    order = np.argsort(-sim, kind="stable")
+    return i[order].astype(np.int64), j[order].astype(np.int64), sim[order]
 
 
 def _pair_key(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
@@ -96,13 +140,9 @@ class ReviewGraph:
     def from_vectors(
         cls, vectors: np.ndarray, owner: Sequence[int] | np.ndarray, *, same_unit: np.ndarray | None = None
     ) -> ReviewGraph:
-        """Every pair of rows (a small gallery); rows with equal `same_unit` are never compared."""
+        """The comparable pairs of `vectors` (see `comparable_pairs`)."""
         x = np.asarray(vectors, dtype=np.float64)
-        i, j = np.triu_indices(len(x), k=1)
-        sim = np.einsum("ij,ij->i", x[i], x[j]) if len(i) < 2_000_000 else (x @ x.T)[i, j]
-        if same_unit is not None:
-            keep = same_unit[i] != same_unit[j]
-            i, j, sim = i[keep], j[keep], sim[keep]
+        i, j, sim = comparable_pairs(x, same_unit=same_unit)
         owner_arr = np.asarray(owner, dtype=np.int64)
         return cls(owner_arr, i, j, sim, int(owner_arr.max()) + 1 if len(owner_arr) else 0, vectors=x)
 

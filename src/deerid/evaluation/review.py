@@ -114,7 +114,8 @@ def simulate_review(
     probability: Probability = uncalibrated,
     budget: float = DEFAULT_BUDGET,
 ) -> ReviewCurve:
-    """Run the review queue with an oracle until every pair is decided or `budget` is spent."""
+    """Run the review queue with an oracle until every pair is decided, `budget` is spent, or
+    every reported figure is known (F1 0.95 reached and 1 decision per image made)."""
     owner, joins = automatic_profiles(data, threshold)
     graph = ReviewGraph.from_vectors(data.vectors, owner, same_unit=data.sighting)
     truth = data.individual
@@ -141,6 +142,10 @@ def simulate_review(
                 graph.block(screen.query, c.profile)
         decisions.append(decisions[-1] + 1)
         f1.append(partition_metrics(_founders(graph.owner), truth).bcubed_f1)
+        # Every figure reported is known once the top level is reached and the longest effort
+        # is spent; going on would only cost time.
+        if f1[-1] >= max(F1_LEVELS) and decisions[-1] >= max(EFFORT_LEVELS) * n:
+            break
     return ReviewCurve(
         np.asarray(decisions),
         np.asarray(f1),

@@ -136,7 +136,7 @@ def rejected_pairs(settings: Settings, model_id: str, data: LabelledVectors) -> 
 
     The score is the one the pipeline matches on: the rejected sighting's vector against
     the candidate deer's confirmed vectors (the sighting itself left out).
-    TODO(lead): add the no-match pairs of `pair_decisions` (migration 0005) here.
+    (The review screen's answers are added by `fit_from_db` from `store.review.decided_pairs`.)
     """
     with session_factory(settings)() as session:
         rows = session.execute(
@@ -167,15 +167,30 @@ def rejected_pairs(settings: Settings, model_id: str, data: LabelledVectors) -> 
 def fit_from_db(settings: Settings, model_id: str) -> SameAnimalProbability:
     """The same-animal probability from what people decided in the database.
 
-    Same-animal pairs: each confirmed visit against its deer's other visits; different:
-    each confirmed visit against every other deer, plus every rejected review pair.
+    Same-animal pairs: each confirmed visit against its deer's other visits, and every
+    match made on the review screen; different: each confirmed visit against every other
+    deer, every rejected review pair and every pair answered "none of these".
     Raises NoLabelledDataError when there is too little to fit on.
     """
-    data = confirmed_vectors(settings, model_id)
-    pairs = encounter_pairs(LabelledSet.build(data.vectors, data.individuals, data.sightings))
-    rejected = rejected_pairs(settings, model_id, data)
-    scores = np.concatenate([pairs.scores, rejected])
-    same = np.concatenate([pairs.same, np.zeros(len(rejected), dtype=bool)])
+    from deerid.store.review import decided_pairs
+
+    with session_factory(settings)() as session:
+        screen_scores, screen_same = decided_pairs(session, model_id)
+    try:
+        data = confirmed_vectors(settings, model_id)
+    except NoLabelledDataError:
+        if len(screen_scores) == 0:
+            raise
+        data = None
+    if data is not None:
+        pairs = encounter_pairs(LabelledSet.build(data.vectors, data.individuals, data.sightings))
+        rejected = rejected_pairs(settings, model_id, data)
+        visit_scores = np.concatenate([pairs.scores, rejected])
+        visit_same = np.concatenate([pairs.same, np.zeros(len(rejected), dtype=bool)])
+    else:
+        visit_scores, visit_same = np.zeros(0), np.zeros(0, dtype=bool)
+    scores = np.concatenate([visit_scores, screen_scores])
+    same = np.concatenate([visit_same, screen_same])
     try:
         return SameAnimalProbability.fit(scores, same)
     except ValueError as exc:

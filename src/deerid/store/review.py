@@ -27,15 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from deerid.domain.classes import Sex
-from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, Screen, uncalibrated
+from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, Screen, comparable_pairs, uncalibrated
 from deerid.models import Deer, Detection, Merge, ReviewChoice, ReviewScreen
 from deerid.store import curation
 from deerid.store.detections import now
 
-# Up to this many sightings every pair is compared; above it each sighting keeps its
-# NEIGHBOURS nearest (an all-pairs table of 10,000 sightings would hold 50 million pairs).
-ALL_PAIRS_LIMIT = 1_000
-NEIGHBOURS = 32
 _SEX_CODE = {Sex.DOE: 1, Sex.BUCK: 2}  # fawn and unknown: 0, compatible with anything
 
 
@@ -98,25 +94,8 @@ def _load_vectors(session: Session, ids: np.ndarray, cached: _Pairs | None) -> n
 
 
 def _build_pairs(ids: np.ndarray, vectors: np.ndarray) -> _Pairs:
-    n = len(ids)
-    if n <= ALL_PAIRS_LIMIT:
-        i, j = np.triu_indices(n, k=1)
-        sim = (vectors @ vectors.T)[i, j] if n else np.empty(0)
-    else:
-        rows_i, rows_j, sims = [], [], []
-        for start in range(0, n, 1024):
-            block = vectors[start : start + 1024] @ vectors.T
-            block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
-            nearest = np.argpartition(-block, NEIGHBOURS, axis=1)[:, :NEIGHBOURS]
-            rows_i.append(np.repeat(np.arange(start, start + len(block)), NEIGHBOURS))
-            rows_j.append(nearest.ravel())
-            sims.append(np.take_along_axis(block, nearest, axis=1).ravel())
-        a, b = np.concatenate(rows_i), np.concatenate(rows_j)
-        i, j = np.minimum(a, b), np.maximum(a, b)
-        _, first = np.unique(i.astype(np.int64) * n + j, return_index=True)
-        i, j, sim = i[first], j[first], np.concatenate(sims)[first]
-    order = np.argsort(-sim, kind="stable")
-    return _Pairs(ids, vectors, i[order], j[order], sim[order].astype(np.float64))
+    i, j, sim = comparable_pairs(vectors)
+    return _Pairs(ids, vectors, i, j, sim.astype(np.float64))
 
 
 @dataclass
@@ -413,6 +392,7 @@ def decide(
                 "detection_id": int(gallery.detection_ids[rows].min()),
                 "score": score,
                 "probability": float(probability(np.array([score]))[0]),
+                "model_id": model_id,  # a score only means something for its model's vectors
             }
         )
     record = ReviewScreen(
@@ -529,3 +509,28 @@ def track_exists(session: Session, track_id: int) -> bool:
     from deerid.models import Track
 
     return session.get(Track, track_id) is not None
+
+
+def decided_pairs(session: Session, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(score, same) of the pairs people answered on the review screen, for `model_id`.
+
+    A match is one same-animal pair (the chosen candidate); "none of these" is a
+    different-animal pair for every candidate shown. Scores are as shown at the time: the
+    best sighting pair between the two deer, the very score the probability maps."""
+    scores: list[float] = []
+    same: list[bool] = []
+    for choice, candidate, shown in session.execute(
+        sa.select(ReviewScreen.choice, ReviewScreen.candidate_deer_id, ReviewScreen.shown).where(
+            ReviewScreen.undone_at.is_(None), ReviewScreen.choice != ReviewChoice.SKIP
+        )
+    ):
+        for item in shown:
+            if item.get("model_id") != model_id or not np.isfinite(item.get("score", np.nan)):
+                continue
+            if choice is ReviewChoice.NONE:
+                scores.append(float(item["score"]))
+                same.append(False)
+            elif item["deer_id"] == str(candidate):
+                scores.append(float(item["score"]))
+                same.append(True)
+    return np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)

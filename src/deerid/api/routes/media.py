@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
@@ -28,18 +29,32 @@ def get_image(image_id: int, session: SessionDep) -> FileResponse:
 
 
 @router.get("/detections/{detection_id}/crop", dependencies=[Reader], response_class=FileResponse)
-def get_crop(detection_id: int, session: SessionDep, settings: SettingsDep) -> FileResponse:
-    """The detection's box cut from its photo, made once and kept under <data dir>/crops."""
+def get_crop(
+    detection_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    size: Annotated[
+        Literal["card", "full"], Query(description="card: 320 px long side; full: the photo's own pixels")
+    ] = "card",
+) -> FileResponse:
+    """The detection's box cut from its photo, made once and kept under <data dir>/crops.
+
+    The review screen shows the query at full resolution: markings that tell two deer apart
+    (a tine, a scar) are lost at card size."""
     det = session.get(Detection, detection_id)
     if det is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no detection {detection_id}")
-    cached = settings.crops_dir / f"{detection_id}.jpg"
+    full = size == "full"
+    cached = settings.crops_dir / (f"{detection_id}-full.jpg" if full else f"{detection_id}.jpg")
     if not cached.is_file():
         image = session.get(Image, det.image_id)
         assert image is not None
         try:
             (crop,) = crop_boxes(
-                Path(image.path), [(det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h)], 1, CROP_SIZE
+                Path(image.path),
+                [(det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h)],
+                1,
+                None if full else CROP_SIZE,
             )
         except (OSError, PhotoReadError, ValueError) as exc:
             raise HTTPException(
@@ -48,7 +63,8 @@ def get_crop(detection_id: int, session: SessionDep, settings: SettingsDep) -> F
         if crop.image is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"detection {detection_id} has an empty box")
         thumb = crop.image.copy()
-        thumb.thumbnail((CROP_SIZE, CROP_SIZE))
+        if not full:
+            thumb.thumbnail((CROP_SIZE, CROP_SIZE))
         settings.crops_dir.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
         thumb.save(tmp, format="JPEG", quality=88)

@@ -65,7 +65,7 @@ def _model(settings: Settings) -> tuple[str, Probability, bool]:
 
 
 def _crops(
-    session: Session, deer_id: uuid.UUID, first: list[int] | None = None, limit: int = 24
+    session: Session, deer_id: uuid.UUID, first: list[int] | None = None, limit: int = 24, full: bool = False
 ) -> list[CropOut]:
     """The deer's sightings as crops: `first` (e.g. the sighting most like the query) leading,
     then the largest boxes, which show the animal best."""
@@ -78,14 +78,15 @@ def _crops(
             r.detection.id,
         )
     )
-    return [_crop(r) for r in rows[:limit]]
+    return [_crop(r, full=full) for r in rows[:limit]]
 
 
-def _crop(row: views.SightingRow) -> CropOut:
+def _crop(row: views.SightingRow, *, full: bool = False) -> CropOut:
     det = row.detection
     return CropOut(
         detection_id=det.id,
-        crop_url=f"/api/detections/{det.id}/crop",
+        crop_url=f"/api/detections/{det.id}/crop" + ("?size=full" if full else ""),
+        bbox=[det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h],
         image_url=f"/api/images/{row.image.id}",
         captured_at=row.local_time,
         camera=row.camera.name if row.camera is not None else None,
@@ -137,7 +138,7 @@ def next_screen(
     query = found(session, screen.query_deer_id)
     return ReviewScreenOut(
         query=ReviewQueryOut(
-            deer=deer_out(session, query), crops=_crops(session, query.id, limit=MAX_QUERY_CROPS)
+            deer=deer_out(session, query), crops=_crops(session, query.id, limit=MAX_QUERY_CROPS, full=True)
         ),
         candidates=_candidates(session, screen.candidates),
         remaining=screen.remaining,
