@@ -21,8 +21,10 @@ Everything here is plain numpy over a snapshot, so the API (over PostgreSQL) and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +126,9 @@ class ReviewGraph:
     # "max": best sighting pair (what the probability is calibrated on); "mean": cosine of the
     # profiles' mean vectors; "both": their average. Measured equal in decisions (docs/review.md).
     scoring: str = "max"
+    # Shared between snapshots of one gallery (the API's cache): the ranked candidates of the
+    # last state of `owner`, reused while nobody merges.
+    memo: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.owner = np.array(self.owner, dtype=np.int64)  # a copy: merges must not touch the caller's array
@@ -135,6 +140,7 @@ class ReviewGraph:
         self.pair_j = np.asarray(self.pair_j, dtype=np.int64)[order]
         self.pair_sim = np.asarray(self.pair_sim, dtype=np.float64)[order]
         self._scores: tuple[np.ndarray, ...] | None = None
+        self._rank: tuple[np.ndarray, ...] | None = None
 
     @classmethod
     def from_vectors(
@@ -150,7 +156,6 @@ class ReviewGraph:
 
     def block(self, a: int, b: int) -> None:
         self.blocked.add((min(a, b), max(a, b)))
-        self._scores = None
 
     def is_blocked(self, a: int, b: int) -> bool:
         return (min(a, b), max(a, b)) in self.blocked
@@ -168,19 +173,25 @@ class ReviewGraph:
                     moved.add((min(other, into), max(other, into)))
         self.blocked = {p for p in self.blocked if query not in p} | moved
         self.retired.discard(query)
-        self._scores = None
+        self.invalidate()
 
     def invalidate(self) -> None:
         """Forget cached scores after changing `owner` or `n_profiles` directly."""
         self._scores = None
+        self._rank = None
 
     def retire(self, profile: int) -> None:
         self.retired.add(profile)
 
     # -- scores -------------------------------------------------------------------------------
+    #
+    # Two layers, because people answer "none" far more often than they merge: what the merges
+    # decide (each profile pair's best score, and every profile's candidates in order) is
+    # computed once per state of `owner` (and may be shared between snapshots through `memo`);
+    # what the answers decide (`blocked`) is only a mask over it, cheap to apply every time.
 
-    def profile_pairs(self) -> tuple[np.ndarray, ...]:
-        """Per comparable profile pair: (a, b, score, via row of a, via row of b), a < b."""
+    def _base(self) -> tuple[np.ndarray, ...]:
+        """Each comparable profile pair once, blocked or not: (a, b, score, via a, via b), a < b."""
         if self._scores is not None:
             return self._scores
         a = self.owner[self.pair_i]
@@ -194,12 +205,6 @@ class ReviewGraph:
         swap = a > b
         a, b = np.where(swap, b, a), np.where(swap, a, b)
         ri, rj = np.where(swap, rj, ri), np.where(swap, ri, rj)
-        if self.blocked:
-            blocked = np.fromiter(
-                (x * self.n_profiles + y for x, y in self.blocked), dtype=np.int64, count=len(self.blocked)
-            )
-            ok = ~np.isin(a * self.n_profiles + b, blocked)
-            a, b, sim, ri, rj = a[ok], b[ok], sim[ok], ri[ok], rj[ok]
         if self.vectors is not None and self.scoring != "max" and len(a):
             centroids = np.zeros((self.n_profiles, self.vectors.shape[1]))
             np.add.at(centroids, self.owner, self.vectors)
@@ -209,22 +214,63 @@ class ReviewGraph:
         self._scores = (a, b, sim, ri, rj)
         return self._scores
 
+    def _ranked(self) -> tuple[np.ndarray, ...]:
+        """Every profile's candidates, blocked or not, as rows sorted by (query, score descending,
+        candidate): (query, candidate, score, via query, via candidate, pair key, group starts)."""
+        if self._rank is not None:
+            return self._rank
+        memo_key = None
+        if self.memo is not None:
+            digest = hashlib.blake2b(self.owner.tobytes(), digest_size=16)
+            for part in (self.pair_i, self.pair_j, self.pair_sim):
+                digest.update(part.tobytes())
+            memo_key = (digest.hexdigest(), self.n_profiles, self.scoring)
+            entry = self.memo.get("entry")  # one item: another thread may replace it meanwhile
+            if entry is not None and entry[0] == memo_key:
+                self._rank = entry[1]
+                return self._rank
+        a, b, sim, ri, rj = self._base()
+        # Lower candidates first among equal scores: the (b, a) half lists, per query, the
+        # candidates below it in ascending order, the (a, b) half those above it.
+        query = np.concatenate([b, a])
+        other = np.concatenate([a, b])
+        score = np.concatenate([sim, sim])
+        via_q = np.concatenate([rj, ri])
+        via_c = np.concatenate([ri, rj])
+        order = np.argsort(query + (1.0 - score) / 2.000001, kind="stable")
+        query, other, score, via_q, via_c = (x[order] for x in (query, other, score, via_q, via_c))
+        key = _pair_key(query, other, self.n_profiles)
+        starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]]) if len(query) else np.empty(0, int)
+        self._rank = (query, other, score, via_q, via_c, key, starts)
+        if self.memo is not None:
+            self.memo["entry"] = (memo_key, self._rank)
+        return self._rank
+
+    def _open(self, keys: np.ndarray) -> np.ndarray:
+        """Which of these pair keys are not blocked."""
+        if not self.blocked:
+            return np.ones(len(keys), dtype=bool)
+        n = self.n_profiles
+        blocked = np.fromiter((x * n + y for x, y in self.blocked), dtype=np.int64, count=len(self.blocked))
+        return ~np.isin(keys, blocked)
+
+    def profile_pairs(self) -> tuple[np.ndarray, ...]:
+        """Per comparable profile pair not blocked: (a, b, score, via row of a, via row of b), a < b."""
+        a, b, sim, ri, rj = self._base()
+        ok = self._open(a * self.n_profiles + b)
+        return a[ok], b[ok], sim[ok], ri[ok], rj[ok]
+
     def candidates(
         self, query: int, k: int = DEFAULT_K, probability: Probability = uncalibrated
     ) -> tuple[Candidate, ...]:
         """The query's k most probable other profiles, best first (ties: lower profile index)."""
-        a, b, sim, ri, rj = self.profile_pairs()
-        left = a == query
-        right = b == query
-        other = np.concatenate([b[left], a[right]])
-        score = np.concatenate([sim[left], sim[right]])
-        via_q = np.concatenate([ri[left], rj[right]])
-        via_c = np.concatenate([rj[left], ri[right]])
-        order = np.lexsort((other, -score))[:k]
-        probs = probability(score[order]) if len(order) else np.empty(0)
+        q, other, score, via_q, via_c, key, _ = self._ranked()
+        lo, hi = np.searchsorted(q, [query, query + 1])
+        rows = np.arange(lo, hi)[self._open(key[lo:hi])][:k]
+        probs = probability(score[rows]) if len(rows) else np.empty(0)
         return tuple(
-            Candidate(int(other[o]), float(score[o]), float(p), int(via_q[o]), int(via_c[o]))
-            for o, p in zip(order, probs, strict=True)
+            Candidate(int(other[r]), float(score[r]), float(p), int(via_q[r]), int(via_c[r]))
+            for r, p in zip(rows, probs, strict=True)
         )
 
     def priorities(
@@ -232,18 +278,17 @@ class ReviewGraph:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(queries, priority): for each possible query, the probability that its animal is
         among its top k candidates. Retired profiles are left out."""
-        a, b, sim, _, _ = self.profile_pairs()
-        if len(a) == 0:
+        query, _, score, _, _, key, starts = self._ranked()
+        if len(query) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0)
-        query = np.concatenate([a, b])
-        score = np.concatenate([sim, sim])
-        # One float sort orders by query, then by score descending (scores are cosines in [-1, 1]).
-        order = np.argsort(query + (1.0 - score) / 2.000001)  # ties do not change a priority
-        query, score = query[order], score[order]
-        starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
-        rank = np.arange(len(query)) - np.repeat(starts, np.diff(np.r_[starts, len(query)]))
-        top = rank < k
+        kept = self._open(key)
+        # Rank of each open row among the open rows of its query.
+        counted = np.cumsum(kept)
+        before = np.repeat(counted[starts] - kept[starts], np.diff(np.r_[starts, len(query)]))
+        top = kept & (counted - before <= k)
         query, score = query[top], score[top]
+        if len(query) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
         miss = np.log1p(-np.clip(probability(score), 0.0, 1.0 - 1e-12))
         groups = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
         queries = query[groups]

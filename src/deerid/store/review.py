@@ -60,6 +60,11 @@ class ReviewCache:
 
     _pairs: dict[str, _Pairs] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ranked: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def memo(self, model_id: str) -> dict[str, Any]:
+        """Where a snapshot keeps its ranked candidates for the next one (see ReviewGraph.memo)."""
+        return self._ranked.setdefault(model_id, {})
 
     def pairs(self, session: Session, model_id: str, ids: np.ndarray) -> _Pairs:
         with self._lock:
@@ -138,7 +143,8 @@ def load_gallery(session: Session, model_id: str, cache: ReviewCache | None = No
     # One row of arrays: 10,000 sightings arrive in a few ms instead of 10,000 row objects.
     det, deer, image, track, event, sexes = session.execute(_SNAPSHOT, {"model": model_id}).one()
     ids = np.asarray(det or [], dtype=np.int64)
-    pairs = (cache or ReviewCache()).pairs(session, model_id, ids)
+    cache = cache or ReviewCache()
+    pairs = cache.pairs(session, model_id, ids)
     deer_keys, owner = np.unique(np.asarray(deer or [], dtype=str), return_inverse=True)
     owner = owner.astype(np.int64).ravel()
     image = np.asarray(image or [], dtype=np.int64)
@@ -153,7 +159,13 @@ def load_gallery(session: Session, model_id: str, cache: ReviewCache | None = No
     si, sj = sex[pairs.i], sex[pairs.j]
     fits = (si == 0) | (sj == 0) | (si == sj)
     graph = ReviewGraph(
-        owner, pairs.i[fits], pairs.j[fits], pairs.sim[fits], len(deer_keys), vectors=pairs.vectors
+        owner,
+        pairs.i[fits],
+        pairs.j[fits],
+        pairs.sim[fits],
+        len(deer_keys),
+        vectors=pairs.vectors,
+        memo=cache.memo(model_id),
     )
     # Boxes of one photo are different animals.
     for profiles in _groups_with_several(image, owner):
