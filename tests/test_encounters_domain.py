@@ -4,6 +4,7 @@ tracks (one-to-one frame linking, gates, a box that fits two tracks)."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -219,3 +220,8 @@ def test_which_camera_took_a_photo(tmp_path) -> None:  # type: ignore[no-untyped
     assert camera_name(meta, None, relpath="GG/DCIM/photo.jpg", from_folder=True) == "GG"
     assert camera_name(meta, None, relpath="photo.jpg", from_folder=True) == "MOULTRIE EDGE #SN 0042"
     assert camera_name(meta, None, relpath="GG/photo.jpg") == "MOULTRIE EDGE #SN 0042"
+    # A camera that writes no make or model (NUL bytes, as some Bushnells do) is its folder.
+    blank = replace(meta, camera_make=None, camera_model=None, camera_serial=None)
+    assert camera_name(blank, None, relpath="SDZG2/EK1.jpg") == "folder SDZG2"
+    assert camera_name(blank, None, relpath="EK1.jpg", root_name="card") == "folder card"
+    assert camera_name(blank, None) is None

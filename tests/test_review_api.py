@@ -18,9 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from builders import World
 from conftest import FEEDER, FEEDER_JSON
 from deerid.api.main import create_app
 from deerid.core.config import Settings
+from deerid.models import Detection
 from deerid.pipeline.ingest import ingest
 
 # buck-A (5 photos over 10 days, one camera), buck-B (2 photos), a doe + fawn photo, and a
@@ -238,3 +240,83 @@ def test_answers_are_labelled_pairs(api: TestClient, settings: Settings) -> None
     assert api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH).status_code == 200
     with session_factory(settings)() as session:
         assert decided_pairs(session, model_id)[1].tolist() == [False] * len(second["candidates"])
+
+
+def test_animals_seen_together_are_never_a_question(settings: Settings, tmp_path: Path) -> None:
+    """IMG_7325 then IMG_7324: one event (gap set to cover their 278 s) with several deer at a
+    feeder. Tried: every deer's candidates; no deer is ever offered a deer holding another track
+    of its event (here each such pair also shares a photo; the event rule alone is tried below),
+    nor a deer of the other sex (doe vs buck), while deer of other events are offered."""
+    import sqlalchemy as sa
+
+    from deerid.db.session import session_factory
+    from deerid.models import Image
+
+    names = ["IMG_7324.JPG", "IMG_7325.JPG", "IMG_7335.JPG", "IMG_3899.JPG", "IMG_2257.JPG"]
+    card = tmp_path / "card"
+    card.mkdir()
+    for name in names:
+        (card / name).symlink_to(FEEDER / name)
+    data = json.loads(FEEDER_JSON.read_text())
+    data["images"] = [i for i in data["images"] if i["file"] in names]
+    (tmp_path / "md.json").write_text(json.dumps(data))
+    configured = settings.model_copy(update={"api_token": TOKEN, "encounter_gap": 400})
+    ingest(configured, card, tmp_path / "md.json")
+    with session_factory(configured)() as s:
+        rows = s.execute(
+            sa.select(Detection.deer_id, Detection.track_id, Image.event_id, Detection.sex)
+            .join(Image, Image.id == Detection.image_id)
+            .where(Detection.deer_id.is_not(None))
+        ).all()
+    event_of = {str(d): e for d, _, e, _ in rows}
+    sex_of = {str(d): x.value for d, _, _, x in rows}
+    feeder_event = {e for d, t, e, _ in rows if t is not None and sum(1 for r in rows if r[2] == e) > 2}
+    assert len(feeder_event) == 1  # the crowded pair is one event
+    with TestClient(create_app(configured), base_url="http://localhost") as api:
+        offered_across_events = False
+        for deer_id in event_of:
+            for c in api.get(f"/api/deer/{deer_id}/candidates", params={"k": 9}).json():
+                other = c["deer"]["id"]
+                assert event_of[other] != event_of[deer_id], "two animals of one event offered as one"
+                assert {sex_of[deer_id], sex_of[other]} != {"doe", "buck"}
+                offered_across_events = True
+        assert offered_across_events
+
+
+def test_two_tracks_of_one_event_are_never_a_pair(world: World) -> None:
+    """Built by hand so only the event rule can keep them apart: two photos of one event, one
+    deer box each, in two different tracks and looking alike (0.95), plus a third alike box in
+    another event. Tried: the event's two deer never appear as each other's candidates or as one
+    screen; the other event's deer is offered to both."""
+    import sqlalchemy as sa
+
+    from builders import MODEL, assign, near, unit
+    from deerid.models import Event, Image, Track
+    from deerid.store import review as review_store
+
+    base = unit(7)
+    dets = [world.sighting(near(base, 0.95, seed)) for seed in (1, 2, 3)]
+    deer = [assign(world, d, threshold=None).deer_id for d in dets]
+    with world.factory() as s, s.begin():
+        together, apart = Event(), Event()
+        s.add_all([together, apart])
+        s.flush()
+        tracks = [Track(event_id=together.id), Track(event_id=together.id), Track(event_id=apart.id)]
+        s.add_all(tracks)
+        s.flush()
+        for det_id, track in zip(dets, tracks, strict=True):
+            s.execute(sa.update(Detection).where(Detection.id == det_id).values(track_id=track.id))
+            image_id = s.get(Detection, det_id).image_id  # type: ignore[union-attr]
+            s.execute(sa.update(Image).where(Image.id == image_id).values(event_id=track.event_id))
+    with world.factory() as s:
+        for me, sibling in ((deer[0], deer[1]), (deer[1], deer[0])):
+            offered = [c.deer_id for c in review_store.deer_candidates(s, MODEL, me, k=9)]
+            assert sibling not in offered and deer[2] in offered
+        screen = review_store.next_screen(s, MODEL, k=9)
+        assert screen is not None
+        shown = [c.deer_id for c in screen.candidates]
+        if screen.query_deer_id in deer[:2]:
+            sibling = deer[1] if screen.query_deer_id == deer[0] else deer[0]
+            assert sibling not in shown
+        else:  # the other event's deer asks first, and both of the event's deer are its candidates
+            assert set(deer[:2]) <= set(shown)

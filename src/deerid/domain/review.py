@@ -62,16 +62,20 @@ class Screen:
 
 
 def comparable_pairs(
-    vectors: np.ndarray, *, same_unit: np.ndarray | None = None, neighbours: int = NEIGHBOURS
+    vectors: np.ndarray,
+    *,
+    same_unit: np.ndarray | None = None,
+    neighbours: int = NEIGHBOURS,
+    all_pairs_limit: int = ALL_PAIRS_LIMIT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, cosine) of the sighting pairs worth comparing, i < j, most similar first.
 
-    All pairs up to ALL_PAIRS_LIMIT rows, else each row's `neighbours` nearest (a pair is
+    All pairs up to `all_pairs_limit` rows, else each row's `neighbours` nearest (a pair is
     kept when either side has the other among its nearest). Rows with equal `same_unit`
     (one encounter) are never a pair: they would prove nothing."""
     x = np.asarray(vectors, dtype=np.float64)
     n = len(x)
-    if n <= ALL_PAIRS_LIMIT:
+    if n <= all_pairs_limit:
         i, j = np.triu_indices(n, k=1)
         sim = (x @ x.T)[i, j] if n else np.empty(0)
         if same_unit is not None:
@@ -144,11 +148,16 @@ class ReviewGraph:
 
     @classmethod
     def from_vectors(
-        cls, vectors: np.ndarray, owner: Sequence[int] | np.ndarray, *, same_unit: np.ndarray | None = None
+        cls,
+        vectors: np.ndarray,
+        owner: Sequence[int] | np.ndarray,
+        *,
+        same_unit: np.ndarray | None = None,
+        all_pairs_limit: int = ALL_PAIRS_LIMIT,
     ) -> ReviewGraph:
         """The comparable pairs of `vectors` (see `comparable_pairs`)."""
         x = np.asarray(vectors, dtype=np.float64)
-        i, j, sim = comparable_pairs(x, same_unit=same_unit)
+        i, j, sim = comparable_pairs(x, same_unit=same_unit, all_pairs_limit=all_pairs_limit)
         owner_arr = np.asarray(owner, dtype=np.int64)
         return cls(owner_arr, i, j, sim, int(owner_arr.max()) + 1 if len(owner_arr) else 0, vectors=x)
 

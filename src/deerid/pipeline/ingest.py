@@ -73,13 +73,19 @@ def _noop_progress(label: str, total: int) -> Callable[[int], None]:
 
 
 def camera_name(
-    meta: PhotoMeta, override: str | None, *, relpath: str | None = None, from_folder: bool = False
+    meta: PhotoMeta,
+    override: str | None,
+    *,
+    relpath: str | None = None,
+    from_folder: bool = False,
+    root_name: str | None = None,
 ) -> str | None:
     """Which camera took a photo, in this order: `--camera NAME`; with
     `--camera-from-folder` the photo's first folder under the ingest root (one
     folder per camera, the usual SD-card layout); else EXIF make and model, plus
     the body serial number when the camera writes one (cameras of one model look
-    alike otherwise)."""
+    alike otherwise); else, for a camera that writes neither (many do not), the
+    photo's folder: without a camera its photos could never form events."""
     if override:
         return override
     if from_folder and relpath is not None:
@@ -92,6 +98,11 @@ def camera_name(
     name = " ".join(parts)
     if name and meta.camera_serial:
         name = f"{name} #{meta.camera_serial}"
+    if not name and relpath is not None:
+        folder = Path(relpath).parent
+        name = (
+            f"folder {folder.as_posix() if folder.parts else root_name}" if folder.parts or root_name else ""
+        )
     return name or None
 
 
@@ -191,7 +202,9 @@ def ingest(
             continue
         rows = _new_detections(by_photo.get(rel), meta, settings, report)
         with factory() as session, session.begin():
-            name = camera_name(meta, camera, relpath=rel, from_folder=camera_from_folder)
+            name = camera_name(
+                meta, camera, relpath=rel, from_folder=camera_from_folder, root_name=photos_dir.resolve().name
+            )
             camera_id = (
                 photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model)
                 if name
