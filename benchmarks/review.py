@@ -328,13 +328,14 @@ def main() -> None:
     out: dict[str, Any] = {}
     if not args.skip_effort:
         out["effort"] = effort(args.folds)
-    if args.gallery:
+    if args.gallery or args.feeder:
         pg_dir = Path(tempfile.mkdtemp(prefix="deerid-bench-pg-"))
         url = start_embedded(pg_dir / "pgdata")
         try:
             root = sa.engine.make_url(url).set(database=None).render_as_string(hide_password=False)
-            out["screen"] = screen_speed(root, args.gallery)
-            print(f"review screen with {args.gallery} sightings: {out['screen']}", flush=True)
+            if args.gallery:
+                out["screen"] = screen_speed(root, args.gallery)
+                print(f"review screen with {args.gallery} sightings: {out['screen']}", flush=True)
             if args.feeder:
                 out["feeder"] = feeder_session(root)
                 print(f"feeder set: {out['feeder']}", flush=True)

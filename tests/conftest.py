@@ -92,6 +92,22 @@ def artifacts_dir(request: pytest.FixtureRequest) -> Path:
     return path
 
 
+def feeder_card(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
+    """A card folder linking (not copying) these feeder photos, and a detections file holding
+    only their entries: (folder, detections file)."""
+    import json
+
+    card = tmp_path / "card"
+    card.mkdir()
+    for name in names:
+        (card / name).symlink_to(FEEDER / name)
+    data = json.loads(FEEDER_JSON.read_text())
+    data["images"] = [i for i in data["images"] if i["file"] in names]
+    md = tmp_path / "md.json"
+    md.write_text(json.dumps(data))
+    return card, md
+
+
 def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a deerid subprocess that uses the same database and data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEERID_", "REID_", "DATABASE_URL"))}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import FEEDER, FEEDER_JSON
+from conftest import FEEDER, FEEDER_JSON, feeder_card
 from deerid.api.main import create_app
 from deerid.core.config import Settings
 from deerid.pipeline.ingest import ingest
@@ -38,15 +38,9 @@ TOKEN = "test-token-123"
 
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
-    card = tmp_path / "card"
-    card.mkdir()
-    for name in PHOTOS:
-        (card / name).symlink_to(FEEDER / name)
-    data = json.loads(FEEDER_JSON.read_text())
-    data["images"] = [i for i in data["images"] if i["file"] in PHOTOS]
-    (tmp_path / "md.json").write_text(json.dumps(data))
+    card, md = feeder_card(tmp_path, PHOTOS)
     configured = settings.model_copy(update={"api_token": TOKEN})
-    ingest(configured, card, tmp_path / "md.json")
+    ingest(configured, card, md)
     with TestClient(create_app(configured), base_url="http://localhost") as client:
         yield client
 

@@ -10,7 +10,6 @@ a track, QC order, and bad bodies (422) and missing ids (404).
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from builders import World
-from conftest import FEEDER, FEEDER_JSON
+from conftest import feeder_card
 from deerid.api.main import create_app
 from deerid.core.config import Settings
 from deerid.models import Detection
@@ -43,15 +42,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
-    card = tmp_path / "card"
-    card.mkdir()
-    for name in PHOTOS:
-        (card / name).symlink_to(FEEDER / name)
-    data = json.loads(FEEDER_JSON.read_text())
-    data["images"] = [i for i in data["images"] if i["file"] in PHOTOS]
-    (tmp_path / "md.json").write_text(json.dumps(data))
+    card, md = feeder_card(tmp_path, PHOTOS)
     configured = settings.model_copy(update={"api_token": TOKEN})
-    ingest(configured, card, tmp_path / "md.json")  # no calibration: no automatic merges
+    ingest(configured, card, md)  # no calibration: no automatic merges
     with TestClient(create_app(configured), base_url="http://localhost") as client:
         yield client
 
@@ -253,15 +246,9 @@ def test_animals_seen_together_are_never_a_question(settings: Settings, tmp_path
     from deerid.models import Image
 
     names = ["IMG_7324.JPG", "IMG_7325.JPG", "IMG_7335.JPG", "IMG_3899.JPG", "IMG_2257.JPG"]
-    card = tmp_path / "card"
-    card.mkdir()
-    for name in names:
-        (card / name).symlink_to(FEEDER / name)
-    data = json.loads(FEEDER_JSON.read_text())
-    data["images"] = [i for i in data["images"] if i["file"] in names]
-    (tmp_path / "md.json").write_text(json.dumps(data))
+    card, md = feeder_card(tmp_path, names)
     configured = settings.model_copy(update={"api_token": TOKEN, "encounter_gap": 400})
-    ingest(configured, card, tmp_path / "md.json")
+    ingest(configured, card, md)
     with session_factory(configured)() as s:
         rows = s.execute(
             sa.select(Detection.deer_id, Detection.track_id, Image.event_id, Detection.sex)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -39,7 +40,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    # The message may quote user text (paths, names): never read as markup (F7).
+    err.print(f"[bold red]error:[/] {escape(_printable(message))}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -62,10 +64,12 @@ def _user_errors() -> Iterator[None]:
     from deerid.db.session import DatabaseError
     from deerid.embed.weights import WeightsUnavailableError
     from deerid.ingest.megadetector import DetectionsFileError
+    from deerid.tasks.celery_app import BrokerUnavailableError
 
     try:
         yield
     except (
+        BrokerUnavailableError,
         DetectionsFileError,
         DatabaseError,
         EmbeddedDatabaseError,
@@ -93,10 +97,30 @@ def main(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    _exit_on_sigterm()
     if ctx.invoked_subcommand is None:
         # The main job: show what is stored, then serve the dashboard (Ctrl-C stops it).
         _overview()
         serve()
+
+
+def _terminated(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop, kill) ends the process like Ctrl-C does: through the exit
+    handlers, so the embedded PostgreSQL is stopped when this was its last user. By default
+    SIGTERM kills Python without running them, leaving the server behind. (uvicorn and Celery
+    install their own handlers while they run and hand the signal back to this one.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 @app.command()
@@ -108,12 +132,14 @@ def status() -> None:
 def _overview() -> None:
     from deerid.db.session import describe_url, get_engine, session_factory
     from deerid.store.deer import counts_by_sex
+    from deerid.store.photos import check_locations
 
     settings = _settings()
     with _user_errors():
         engine = get_engine(settings)
-        with session_factory(settings)() as session:
+        with session_factory(settings)() as session, session.begin():
             counts = counts_by_sex(session)
+            missing = check_locations(session, limit=5)
     total = sum(counts.values())
     where = (
         f"external PostgreSQL {describe_url(engine.url.render_as_string(False))}"
@@ -127,6 +153,17 @@ def _overview() -> None:
     else:
         console.print("No deer yet.")
     console.print(_merges_line(settings), soft_wrap=True)
+    if missing.count:
+        # Printed as plain text: paths are user data, never console markup.
+        console.print(
+            f"{missing.count} photos are missing from where they were stored (moved, deleted or "
+            "replaced by another photo); their boxes cannot be cropped. Ingest the folder where "
+            "they are now and they are found again by content:",
+            markup=False,
+            soft_wrap=True,
+        )
+        for item in missing.examples:
+            console.print(f"  photo {item['id']}: {item['path']}", markup=False, soft_wrap=True)
     console.print(
         "Next: run MegaDetector on your photos, then\n"
         "  [bold]deerid ingest PHOTOS_DIR --detections megadetector.json [--camera NAME][/]"
@@ -245,27 +282,37 @@ def ingest(
     from deerid.pipeline.ingest import ingest as run_ingest
 
     settings = _settings()
+    if photos_dir.exists() and not photos_dir.is_dir():
+        # F26: e.g. `deerid ingest detections.json`, the photo folder forgotten.
+        hint = " (a detections file goes after --detections)" if photos_dir.suffix.lower() == ".json" else ""
+        _fail(f"{photos_dir} is a file, not a folder of photos{hint}")
     if detections is None:
         err.print(
             "[yellow]warning:[/] no --detections file: photos are stored but no deer can be found. "
             "Run MegaDetector first and pass its JSON output."
         )
     with _user_errors(), _bar(disable=as_json) as progress:
-        report = run_ingest(
-            settings,
-            photos_dir,
-            detections,
-            camera=camera,
-            camera_from_folder=camera_from_folder,
-            reidentify=reid,
-            progress=_progress_factory(progress),
-        )
+        try:
+            report = run_ingest(
+                settings,
+                photos_dir,
+                detections,
+                camera=camera,
+                camera_from_folder=camera_from_folder,
+                reidentify=reid,
+                progress=_progress_factory(progress),
+            )
+        except PermissionError as exc:  # the photo folder itself (an unreadable sub-folder is skipped)
+            _fail(f"permission denied: {exc.filename or photos_dir}")
     out = report.as_dict()
     if not as_json:
         _print_ingest_summary(out)
-    else:
+        return
+    try:
         _print_ingest_summary(out, to=err)
-        print(json.dumps(out))
+    finally:
+        # The JSON line is the machine-readable result: it is printed whatever happens above (F7).
+        print(json.dumps(out), flush=True)
 
 
 @contextmanager
@@ -283,11 +330,33 @@ def _bar(disable: bool) -> Iterator[Progress]:
         yield progress
 
 
+def _printable(text: object) -> str:
+    """Text that any console can write: lone surrogates (a JSON \\udcff, a non-UTF-8 name) escaped."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
-    to.print(
-        f"photos: {out['photos']} ({out['photos_new']} new, {out['photos_existing']} already stored)\n"
-        f"detections: {out['detections']} at/above threshold ({out['detections_new']} new, "
-        f"{out['below_threshold']} below threshold)\n"
+    """Plain text: paths, camera names and skip reasons are user text, never console markup (F7)."""
+
+    def say(text: str) -> None:
+        to.print(_printable(text), markup=False, emoji=False, soft_wrap=True)
+
+    say(
+        f"photos: {out['photos']} ({out['photos_new']} new, {out['photos_existing']} already stored"
+        + (f", {out['photos_relocated']} found at a new path" if out.get("photos_relocated") else "")
+        + (
+            f", {out['photos_same_pixels']} copies with edited metadata"
+            if out.get("photos_same_pixels")
+            else ""
+        )
+        + ")\n"
+        + f"detections: {out['detections']} at/above threshold ({out['detections_new']} new, "
+        + (
+            f"{out['detections_changed']} changed (earlier box kept in its history, re-identified again), "
+            if out.get("detections_changed")
+            else ""
+        )
+        + f"{out['below_threshold']} below threshold)\n"
         f"deer boxes: {out['deer_detections']} new, {out['too_small']} too small to identify, "
         f"{out['not_deer']} other animals/people\n"
         f"re-identified: {out['reidentified']} ({out['matched']} joined a deer, "
@@ -304,11 +373,11 @@ def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
         + f"\ntime: {out['seconds']:.1f} s"
     )
     if out["skipped"]:
-        to.print(f"skipped ({len(out['skipped'])}):")
+        say(f"skipped ({len(out['skipped'])}):")
         for item in out["skipped"][:50]:
-            to.print(f"  {item['file']}: {item['reason']}")
+            say(f"  {item['file']}: {item['reason']}")
         if len(out["skipped"]) > 50:
-            to.print(f"  … and {len(out['skipped']) - 50} more (use --json for all)")
+            say(f"  … and {len(out['skipped']) - 50} more (use --json for all)")
 
 
 def _cameras_text(cameras: list[dict[str, Any]]) -> str:
@@ -481,10 +550,24 @@ def worker(
     settings = _settings()
     if not settings.broker_url:
         _fail("set DEERID_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    from deerid.db.session import database_identity, dispose_engines
     from deerid.tasks.celery_app import app as celery_app
+    from deerid.tasks.celery_app import queue_for
 
+    with _user_errors():
+        # The main process starts (and so owns) the embedded database: the pool children, which
+        # exit through os._exit, must never hold the handle that stops it (F10).
+        queue = queue_for(database_identity(settings))
+    dispose_engines()  # no pooled connection may cross the fork into the pool children
+    console.print(f"worker for the tasks of this database (queue {queue})", soft_wrap=True)
     celery_app.worker_main(
-        ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            "--pool=prefork",
+            f"--queues={queue}",
+        ]
     )
 
 
@@ -903,23 +986,39 @@ def reembed(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port, 1-65535.")] = 8000,
+    behind_proxy: Annotated[
+        bool,
+        typer.Option(
+            "--behind-proxy",
+            help="Reached through a reverse proxy: no request counts as local, every read needs the token.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the dashboard and the JSON API (docs at /docs)."""
     import uvicorn
 
-    from deerid.api.deps import api_token
+    from deerid.api.deps import TOKEN_FILE, ensure_api_token
     from deerid.api.main import create_app
 
     settings = _settings()
+    if behind_proxy:
+        settings = settings.model_copy(update={"behind_proxy": True})
     with _user_errors():
+        # Before create_app, which would make the token silently: a new token is shown once.
+        token, generated = ensure_api_token(settings)
         web = create_app(settings)
-    token = api_token(settings)
-    source = "DEERID_API_TOKEN" if settings.api_token else f"kept in {settings.data_dir / 'api_token'}"
+    if generated:
+        how = f"Authorization: Bearer {token}  (new token, kept in {settings.data_dir / TOKEN_FILE})"
+    elif settings.api_token:
+        how = "Authorization: Bearer $DEERID_API_TOKEN"
+    else:
+        how = f"Authorization: Bearer <the token in {settings.data_dir / TOKEN_FILE}>"
     console.print(
-        f"deerid dashboard on http://{host}:{port}/  (API docs: /docs)\n"
-        f"changes need: Authorization: Bearer {token}  ({source})",
+        f"deerid dashboard on http://{host}:{port}/  (API docs: /docs)\nchanges need: {how}"
+        + ("\nbehind a proxy: every read needs the token too" if settings.behind_proxy else ""),
         soft_wrap=True,
+        markup=False,
     )
     uvicorn.run(web, host=host, port=port, log_level="warning")
 

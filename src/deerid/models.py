@@ -12,6 +12,8 @@ from typing import Any
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     DateTime,
     Enum,
     Float,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -71,7 +74,7 @@ class Image(Base):
     __tablename__ = "images"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text, index=True)  # indexed: a path reused by another photo (0006)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"), index=True)
     captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), index=True)
@@ -79,6 +82,12 @@ class Image(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     file_size: Mapped[int] = mapped_column(BigInteger)
+    # st_mtime when last seen with this content: size + mtime guard the path cheaply (migration 0006)
+    file_mtime: Mapped[float | None] = mapped_column(Float)
+    # The stored path no longer holds this photo (gone or replaced); cleared when it is found again.
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hash of the image data without metadata segments: an EXIF-edited copy has the same one.
+    pixel_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     event_id: Mapped[int | None] = mapped_column(
@@ -196,6 +205,8 @@ class Detection(Base):
     track_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("tracks.id", ondelete="SET NULL"), index=True
     )
+    # Earlier versions of this box, replaced by a corrected detections file (oldest first).
+    box_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     image: Mapped[Image] = relationship()
     deer: Mapped[Deer | None] = relationship()
@@ -235,3 +246,17 @@ class ReviewScreen(Base):
     shown: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DatabaseIdentity(Base):
+    """One row: this database's own id. Its tasks carry it and its queue is named from it, so two
+    databases sharing one broker never run each other's tasks (migration 0007)."""
+
+    __tablename__ = "database_identity"
+    singleton: Mapped[bool] = mapped_column(
+        Boolean, CheckConstraint("singleton"), primary_key=True, server_default=sa_text("true")
+    )
+    database_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), server_default=sa_text("gen_random_uuid()")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 from collections.abc import Iterator
 from typing import Annotated
@@ -18,6 +19,8 @@ _LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}  # client addresses of 
 # The Host header must name this machine too: a page on a DNS name re-pointed at
 # 127.0.0.1 (DNS rebinding) comes from a local address but must not read freely.
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# A reverse proxy on this machine connects from loopback: a request carrying any of these came through one.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip")
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,17 +42,28 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def api_token(settings: Settings) -> str:
     """DEERID_API_TOKEN, or the token generated at first start and kept in the data dir."""
+    return ensure_api_token(settings)[0]
+
+
+def ensure_api_token(settings: Settings) -> tuple[str, bool]:
+    """(the token, whether it was generated just now): only a new token is worth printing."""
     if settings.api_token:
-        return settings.api_token
+        return settings.api_token, False
     path = settings.data_dir / TOKEN_FILE
     try:
-        return path.read_text().strip()
+        return path.read_text().strip(), False
     except FileNotFoundError:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(24)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
-        return token
+        # Created 0600 from the start, never readable by others even for an instant; O_EXCL: two
+        # first starts at once keep one token.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip(), False
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        return token, True
 
 
 def _bearer(request: Request) -> str | None:
@@ -77,7 +91,18 @@ def _host_name(request: Request) -> str:
 
 
 def is_local(request: Request) -> bool:
-    """A request from this machine, addressed to this machine."""
+    """A request from this machine, addressed to this machine, and not relayed by a proxy.
+
+    A reverse proxy on this machine connects from loopback, and nginx's default
+    `proxy_pass` even rewrites Host to the upstream's `127.0.0.1:PORT` and adds no
+    header: such a deployment must run with `--behind-proxy` (DEERID_BEHIND_PROXY=1),
+    where nothing counts as local. Without it, any proxy header still makes a
+    request remote."""
+    settings: Settings = request.app.state.settings
+    if settings.behind_proxy:
+        return False
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
     client = request.client.host if request.client else ""
     return client in _LOCAL and _host_name(request).lower() in _LOCAL_HOSTS
 

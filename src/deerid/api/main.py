@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from deerid import __version__
 from deerid.api import dashboard
@@ -13,6 +19,23 @@ from deerid.db.session import get_engine
 from deerid.store.review import ReviewCache
 
 
+def _finite(value: Any) -> Any:
+    """JSON cannot carry NaN or infinity: a 422 that echoes one (`{"latitude": NaN}`) says it as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _finite(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     get_engine(settings)  # start the embedded database and migrate before the first request
@@ -21,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Individual deer in trail-camera photos: profiles, sightings, review.",
     )
+    app.exception_handler(RequestValidationError)(validation_error)
     app.state.settings = settings
     app.state.token = api_token(settings)
     # Held for the life of the app: vectors never change, so each is read from the database once.

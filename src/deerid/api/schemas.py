@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from deerid.api.params import MAX_IDS, BodyId64, Latitude, Longitude, Text
 from deerid.domain.classes import Sex
 
 
@@ -32,9 +33,9 @@ class DeerPage(BaseModel):
 
 
 class DeerPatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
     sex: Sex | None = None
-    notes: str | None = Field(None, max_length=10_000)
+    notes: Text | None = Field(None, max_length=10_000)
 
 
 class SightingOut(BaseModel):
@@ -86,7 +87,7 @@ class MergeOut(BaseModel):
 
 
 class MoveIn(BaseModel):
-    detection_ids: list[int] = Field(min_length=1)
+    detection_ids: list[BodyId64] = Field(min_length=1, max_length=MAX_IDS)
     to_deer: uuid.UUID | None = None  # None: a new deer
 
 
@@ -105,7 +106,7 @@ class ReviewItemOut(BaseModel):
 
 
 class ReviewDecisionIn(BaseModel):
-    detection_id: int
+    detection_id: BodyId64
     candidate_deer: uuid.UUID
     decision: str = Field(pattern="^(confirm|reject)$")
     move_to: uuid.UUID | None = None  # with reject: this deer instead of a new one
@@ -123,9 +124,9 @@ class CameraOut(BaseModel):
 
 
 class CameraPatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     clock_offset_s: int | None = Field(None, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
 
 

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         None,
         description="Bearer token for changes through the API; unset = generated once, kept in the data dir.",
     )
+    behind_proxy: bool = Field(
+        False,
+        description=(
+            "The API is reached through a reverse proxy on this machine: no request counts as local, "
+            "so every read needs the token and the dashboard never embeds it."
+        ),
+    )
     task_visibility_timeout: int = Field(
         3600,
         ge=1,

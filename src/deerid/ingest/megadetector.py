@@ -100,6 +100,12 @@ def load_detections(path: Path) -> MDBatch:
         raise DetectionsFileError(
             f"detections file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError:
+        # Python's parser recurses once per [ or {; MegaDetector output is a few levels deep.
+        raise DetectionsFileError(
+            f"detections file {path} is nested too deeply to be MegaDetector output "
+            "(thousands of levels of [ or {)"
+        ) from None
     return parse_detections(data, source=str(path))
 
 

@@ -11,12 +11,18 @@ image as *it* loaded it (`visualization_utils.open_image`): EXIF orientation
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image
+
+# Pillow warns (a raw DecompressionBombWarning on stderr) for images between its
+# limit and twice it: 100 MP trail-camera photos exist and are read correctly.
+# Above twice the limit it raises, and `open_photo` reports that photo as skipped.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 CapturedAtSource = Literal["exif_datetime_original", "exif_datetime_digitized", "exif_datetime", "file_mtime"]
 
@@ -143,6 +149,8 @@ def open_photo(path: Path) -> Image.Image:
     """`Image.open` that reports failure as `PhotoReadError`. Pixels are not decoded yet."""
     try:
         return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PhotoReadError(path, _bomb_reason(exc)) from exc
     except FileNotFoundError as exc:
         raise PhotoReadError(path, "no such file") from exc
     except IsADirectoryError as exc:
@@ -158,11 +166,20 @@ def decode(image: Image.Image, path: Path) -> None:
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise PhotoReadError(path, str(exc)) from exc
+        raise PhotoReadError(path, _bomb_reason(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow says "image file is truncated (N bytes not processed)" or
         # "broken data stream"; both mean the file is damaged.
         raise PhotoReadError(path, f"corrupt or truncated image data ({exc})") from exc
+
+
+def _bomb_reason(exc: Exception) -> str:
+    # Pillow says "Image size (400000000 pixels) exceeds limit of 178956970 pixels, could be
+    # decompression bomb DOS attack."; the pixel count is what a person can check.
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "too many pixels"
+    limit = (Image.MAX_IMAGE_PIXELS or 0) * 2 / 1e6
+    return f"image too large to decode safely ({size}, limit {limit:,.0f}; possibly a decompression bomb)"
 
 
 def md_transpose(image: Image.Image, exif: Image.Exif | None = None) -> Image.Transpose | None:

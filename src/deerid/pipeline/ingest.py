@@ -8,6 +8,7 @@ hashes make a second run over the same photos a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from deerid.db.session import session_factory
 from deerid.domain.classes import Kind, sex_for_class
 from deerid.ingest.crop import pixel_box
 from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
-from deerid.ingest.paths import match_files
+from deerid.ingest.paths import match_entries
 from deerid.ingest.photos import PhotoMeta, PhotoReadError, read_photo_meta
 from deerid.ingest.scan import iter_photos, sha256_file
 from deerid.models import Detection, DetectionStatus, Image
@@ -39,8 +40,13 @@ class IngestReport:
     photos: int = 0  # photos found under the folder
     photos_new: int = 0
     photos_existing: int = 0  # same content already stored (this run or before)
+    photos_relocated: int = 0  # stored photos found again under another path: their location was updated
+    photos_same_pixels: int = 0  # same image data as a stored photo, only metadata differs: not stored again
     detections: int = 0  # boxes for these photos at or above the detector threshold
     detections_new: int = 0
+    detections_changed: int = (
+        0  # stored boxes replaced by this file's (corrected) box; old one kept in history
+    )
     below_threshold: int = 0
     deer_detections: int = 0  # deer boxes among the new detections
     too_small: int = 0
@@ -154,12 +160,12 @@ def _index_batch(batch: MDBatch | None, relpaths: list[str], report: IngestRepor
         return {}
     for problem in batch.problems:
         report.skip(problem.file, problem.reason)
-    matched = match_files([img.file for img in batch.images], relpaths)
+    matching = match_entries([img.file for img in batch.images], relpaths)
     by_photo: dict[str, MDImage] = {}
     for img in batch.images:
-        photo = matched.get(img.file)
+        photo = matching.matched.get(img.file)
         if photo is None:
-            report.skip(img.file, "listed in the detections file but not found under the photo folder")
+            report.skip(img.file, matching.problems[img.file])
             continue
         if img.failure:
             report.skip(img.file, f"the detector failed on this photo: {img.failure}")
@@ -184,7 +190,7 @@ def ingest(
         raise NotADirectoryError(f"photo folder not found: {photos_dir}")
     batch = load_detections(detections) if detections is not None else None
 
-    photos = list(iter_photos(photos_dir))
+    photos = list(iter_photos(photos_dir, on_skip=report.skip))
     report.photos = len(photos)
     by_photo = _index_batch(batch, [rel for _, rel in photos], report)
 
@@ -196,12 +202,26 @@ def ingest(
         try:
             digest = sha256_file(path)
             meta = read_photo_meta(path)
+            st = path.stat()
+            pixels = pixel_digest(path, meta.orientation)
         except (OSError, PhotoReadError) as exc:
             report.skip(rel, str(exc))
             advance(1)
             continue
         rows = _new_detections(by_photo.get(rel), meta, settings, report)
+        stored_at = str(path.resolve())
         with factory() as session, session.begin():
+            if pixels is not None and photo_store.image_by_sha256(session, digest) is None:
+                twin = photo_store.image_by_pixels(session, pixels)
+                if twin is not None:  # an EXIF-edited copy: counting it would double its sightings (F17)
+                    report.photos_same_pixels += 1
+                    report.skip(
+                        rel,
+                        f"same image data as stored photo {twin[0]} ({twin[1]}), only its metadata "
+                        "differs: not stored again",
+                    )
+                    advance(1)
+                    continue
             name = camera_name(
                 meta, camera, relpath=rel, from_folder=camera_from_folder, root_name=photos_dir.resolve().name
             )
@@ -212,16 +232,28 @@ def ingest(
             )
             image_id, created = photo_store.add_image(
                 session,
-                path=str(path.resolve()),
+                path=stored_at,
                 sha256=digest,
                 camera_id=camera_id,
                 captured_at=meta.captured_at,
                 captured_at_source=meta.captured_at_source,
                 width=meta.width,
                 height=meta.height,
-                file_size=path.stat().st_size,
+                file_size=st.st_size,
+                file_mtime=st.st_mtime,
+                pixel_sha256=pixels,
             )
-            new_ids = det_store.add_detections(session, image_id, rows)
+            if not created and photo_store.relocate_image(
+                session, image_id, stored_at, st.st_size, st.st_mtime, pixels
+            ):
+                report.photos_relocated += 1  # found again elsewhere (F13)
+            # Other photos stored at this path are no longer there: it holds this one now (F14).
+            photo_store.mark_replaced(session, stored_at, image_id)
+            changes = det_store.upsert_detections(session, image_id, rows)
+            new_ids = changes.new_ids
+        if changes.changed_ids:
+            report.detections_changed += len(changes.changed_ids)
+            _forget_crops(settings, changes.changed_ids)
         image_ids.append(image_id)
         if meta.time_problem:
             time_problems[image_id] = meta.time_problem
@@ -245,11 +277,72 @@ def ingest(
     return report
 
 
+def _forget_crops(settings: Settings, detection_ids: list[int]) -> None:
+    """Cached crops of replaced boxes show the old box: drop them (they are made again on request)."""
+    for det_id in detection_ids:
+        for name in (f"{det_id}.jpg", f"{det_id}-full.jpg"):
+            (settings.crops_dir / name).unlink(missing_ok=True)
+
+
+def pixel_digest(path: Path, orientation: int | None = None) -> str | None:
+    """SHA-256 of a photo's image data without its metadata, or None for a format not handled.
+
+    JPEG: every segment but APPn (EXIF, XMP, ...) and COM, then the scan data to the end.
+    PNG: the IHDR, PLTE, tRNS and IDAT chunks. A copy whose EXIF was edited (a date moved)
+    has the same digest as its original (F17); the EXIF orientation is part of the digest,
+    since a rotated copy is another picture to the detector."""
+    digest = hashlib.sha256(f"orientation={orientation or 1};".encode())
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head[:2] == b"\xff\xd8":
+            handle.seek(2)
+            while True:
+                marker = handle.read(2)
+                if len(marker) < 2 or marker[0] != 0xFF:
+                    return None
+                kind = marker[1]
+                if kind == 0xFF:  # fill byte
+                    handle.seek(-1, 1)
+                    continue
+                if kind == 0xDA:  # start of scan: the rest is image data
+                    digest.update(marker)
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+                    return digest.hexdigest()
+                if 0xD0 <= kind <= 0xD7 or kind == 0x01:
+                    digest.update(marker)
+                    continue
+                length_bytes = handle.read(2)
+                if len(length_bytes) < 2:
+                    return None
+                length = int.from_bytes(length_bytes, "big")
+                body = handle.read(length - 2)
+                if 0xE0 <= kind <= 0xEF or kind == 0xFE:
+                    continue
+                digest.update(marker + length_bytes + body)
+        if head == b"\x89PNG\r\n\x1a\n":
+            while True:
+                header = handle.read(8)
+                if len(header) < 8:
+                    return digest.hexdigest()
+                length = int.from_bytes(header[:4], "big")
+                kind = header[4:]
+                body = handle.read(length + 4)  # data and CRC
+                if kind in (b"IHDR", b"PLTE", b"tRNS", b"IDAT"):
+                    digest.update(header + body)
+                if kind == b"IEND":
+                    return digest.hexdigest()
+    return None
+
+
 def _count_new(factory: Any, new_ids: list[int], report: IngestReport) -> None:
+    statuses: list[Any] = []
     with factory() as session:
-        statuses = session.execute(
-            sa.select(Detection.status, Detection.sex).where(Detection.id.in_(new_ids))
-        ).all()
+        for start in range(0, len(new_ids), 10_000):
+            chunk = new_ids[start : start + 10_000]
+            statuses += session.execute(
+                sa.select(Detection.status, Detection.sex).where(Detection.id.in_(chunk))
+            ).all()
     for status, sex in statuses:
         if sex is not None:
             report.deer_detections += 1

@@ -13,8 +13,10 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import chain
 from uuid import UUID
 
 import numpy as np
@@ -25,11 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from deerid.domain.classes import Sex
 from deerid.domain.matching import decide
 from deerid.embed.protocol import EmbedderLike
-from deerid.ingest.crop import crop_boxes
+from deerid.ingest.crop import iter_crops
 from deerid.models import Assignment, Detection, DetectionStatus
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
 from deerid.store import encounters as enc_store
+from deerid.store import photos as photo_store
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,10 @@ def embed_detections(
     with factory() as session:
         items = det_store.work_items(session, detection_ids)
     todo = [i for i in items if force or not i.has_embedding or i.model_id != embedder.model_id]
-    by_photo: dict[str, list[det_store.WorkItem]] = defaultdict(list)
+    # By image, not path: a reused path (another photo in its place) must not mix two images (F14).
+    by_photo: dict[int, list[det_store.WorkItem]] = defaultdict(list)
     for item in todo:
-        by_photo[item.image_path].append(item)
+        by_photo[item.image_id].append(item)
 
     errors: dict[int, str] = {}
     pending_ids: list[int] = []
@@ -105,21 +109,29 @@ def embed_detections(
         pending_ids.clear()
         pending_crops.clear()
 
-    for path, photo_items in by_photo.items():
+    for photo_items in by_photo.values():
+        path = photo_items[0].image_path
         try:
-            crops = crop_boxes(path, [i.bbox for i in photo_items], min_size, embedder.input_size)
+            if photo_items[0].image_sha256 is not None:  # never embed another photo found at the path
+                first = photo_items[0]
+                photo_store.verify_file(path, first.image_sha256, first.file_size, first.file_mtime)
+            # Crops are cut one at a time from one decode, so at most `batch_size` are held
+            # however many boxes the photo has (F30). The first `next` opens, checks and decodes.
+            crops = iter_crops(path, [i.bbox for i in photo_items], min_size, embedder.input_size)
+            first_crop = next(crops)
         except (OSError, ValueError) as exc:  # PhotoReadError names the photo and the reason
             for item in photo_items:
                 errors[item.detection_id] = str(exc)
             continue
-        for item, crop in zip(photo_items, crops, strict=True):
-            if crop.image is None:
-                errors[item.detection_id] = "crop smaller than MIN_CROP_SIZE"
-                continue
-            pending_ids.append(item.detection_id)
-            pending_crops.append(crop.image)
-            if len(pending_ids) >= batch_size:
-                flush()
+        with closing(crops):
+            for item, crop in zip(photo_items, chain([first_crop], crops), strict=True):
+                if crop.image is None:
+                    errors[item.detection_id] = "crop smaller than MIN_CROP_SIZE"
+                    continue
+                pending_ids.append(item.detection_id)
+                pending_crops.append(crop.image)
+                if len(pending_ids) >= batch_size:
+                    flush()
     flush()
 
     if errors and mark_failed:

@@ -8,6 +8,12 @@ second delivery never double-counts.
 Producers (an ingest, the CLI) send by task name through `producer_for`,
 configured from the settings they were given: the worker's own `app` is
 configured from the environment it was started with.
+
+Each database has its own queue, `deerid.<database id>`, and every task carries
+that id: two deerid databases sharing one broker never run each other's tasks
+(a task that reaches the wrong worker anyway is forwarded to its own queue).
+Producers keep no result backend, so a broker that is down fails fast with one
+`BrokerUnavailableError` instead of a retry loop on the result store.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ from deerid.core.config import Settings, get_settings
 
 REIDENTIFY_DEER = "deerid.reidentify_deer"
 REIDENTIFY_BATCH = "deerid.reidentify_batch"
+QUEUE_PREFIX = "deerid."
+
+
+class BrokerUnavailableError(RuntimeError):
+    pass
+
+
+def queue_for(database_id: str) -> str:
+    """The queue of one database's tasks."""
+    return QUEUE_PREFIX + database_id
 
 
 def make_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
@@ -28,7 +44,11 @@ def make_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
     broker = settings.broker_url
     app.conf.update(
         broker_url=broker or "memory://",
-        result_backend=broker if broker and broker.startswith(("redis://", "rediss://")) else None,
+        # Only the worker stores results; a producer never reads them (and, with a backend, a producer
+        # facing a dead broker retries the result store for half a minute before a bare RuntimeError).
+        result_backend=(
+            broker if include_tasks and broker and broker.startswith(("redis://", "rediss://")) else None
+        ),
         task_always_eager=broker is None,
         task_eager_propagates=True,
         task_acks_late=True,
@@ -61,5 +81,34 @@ def producer_for(settings: Settings) -> Celery:
 
 
 def enqueue(settings: Settings, task: str, *args: Any) -> str:
-    """Send one task to the worker queue; returns its id."""
-    return producer_for(settings).send_task(task, args=list(args)).id
+    """Send one task to this database's worker queue; returns its id."""
+    from kombu.exceptions import KombuError, OperationalError
+
+    from deerid.db.session import database_identity
+
+    database_id = database_identity(settings)
+    try:
+        return (
+            producer_for(settings)
+            .send_task(
+                task,
+                args=list(args),
+                kwargs={"database_id": database_id},
+                queue=queue_for(database_id),
+                retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1},
+            )
+            .id
+        )
+    except (OperationalError, KombuError, OSError) as exc:
+        raise BrokerUnavailableError(
+            f"cannot reach the broker at {_describe(settings.broker_url or '')}: {exc}. "
+            "The deer boxes are stored and stay pending: run `deerid reid --all` "
+            "once the broker is back (or unset DEERID_BROKER_URL to re-identify in-process)."
+        ) from exc
+
+
+def _describe(url: str) -> str:
+    """The broker URL without its password."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))

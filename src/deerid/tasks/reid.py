@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from deerid.core.config import get_settings
+from deerid.db.session import database_identity
 from deerid.pipeline.reid import reidentify_ids, unassigned
-from deerid.tasks.celery_app import REIDENTIFY_BATCH, REIDENTIFY_DEER, app
+from deerid.tasks.celery_app import REIDENTIFY_BATCH, REIDENTIFY_DEER, app, queue_for
 
 _RETRY: dict[str, Any] = {
     # A database restart or a dropped connection is worth retrying; bad input is not.
@@ -18,13 +19,25 @@ _RETRY: dict[str, Any] = {
 }
 
 
+def _forward(task: str, args: list[Any], database_id: str | None) -> dict[str, Any] | None:
+    """A task of another database goes back to that database's queue, untouched; None = ours."""
+    if database_id is None or database_id == database_identity(get_settings()):
+        return None
+    app.send_task(task, args=args, kwargs={"database_id": database_id}, queue=queue_for(database_id))
+    return {"forwarded_to": queue_for(database_id)}
+
+
 @app.task(name=REIDENTIFY_DEER, **_RETRY)
-def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
+def reidentify_deer_task(detection_id: int, database_id: str | None = None) -> dict[str, Any]:
     """Re-identify one detection; returns its outcome.
 
     Embeds every waiting deer box of the detection's event and links the event's
     tracks first (a track is matched as a whole), so one task per box gives the
-    same deer as an in-process run."""
+    same deer as an in-process run. `database_id` names the database the task
+    was queued for: another database's task is forwarded, never run here."""
+    forwarded = _forward(REIDENTIFY_DEER, [detection_id], database_id)
+    if forwarded is not None:
+        return forwarded
     result = reidentify_ids(get_settings(), [detection_id]).results[0]
     return {
         "detection_id": result.detection_id,
@@ -37,8 +50,13 @@ def reidentify_deer_task(detection_id: int) -> dict[str, Any]:
 
 
 @app.task(name=REIDENTIFY_BATCH, **_RETRY)
-def reidentify_batch_task(detection_ids: list[int] | None = None) -> dict[str, int]:
+def reidentify_batch_task(
+    detection_ids: list[int] | None = None, database_id: str | None = None
+) -> dict[str, Any]:
     """Re-identify many detections; None = every deer detection not yet assigned."""
+    forwarded = _forward(REIDENTIFY_BATCH, [detection_ids], database_id)
+    if forwarded is not None:
+        return forwarded
     settings = get_settings()
     ids = detection_ids if detection_ids is not None else unassigned(settings)
     return reidentify_ids(settings, ids).as_dict()

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, status
 
 from deerid.api.deps import Reader, SessionDep, Writer
+from deerid.api.params import Id32
 from deerid.api.schemas import CameraOut, CameraPatch
 from deerid.models import Camera, Image
 
@@ -43,7 +44,7 @@ def list_cameras(session: SessionDep) -> list[CameraOut]:
 
 
 @router.patch("/{camera_id}", response_model=CameraOut, dependencies=[Writer])
-def patch_camera(camera_id: int, body: CameraPatch, session: SessionDep) -> CameraOut:
+def patch_camera(camera_id: Id32, body: CameraPatch, session: SessionDep) -> CameraOut:
     camera = session.get(Camera, camera_id)
     if camera is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, Writer
+from deerid.api.params import CameraIdQuery, FromDate, Offset, SearchText, ToDate
 from deerid.api.schemas import (
     DayCount,
     DeerOut,
@@ -87,14 +87,14 @@ def sighting_out(row: views.SightingRow) -> SightingOut:
 def list_deer(
     session: SessionDep,
     sex: Sex | None = None,
-    camera_id: int | None = None,
-    seen_from: date | None = Query(None, alias="from"),
-    seen_to: date | None = Query(None, alias="to"),
-    q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
+    camera_id: CameraIdQuery = None,
+    seen_from: FromDate = None,
+    seen_to: ToDate = None,
+    q: SearchText = None,
     sort: views.SortKey = "last_seen",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> DeerPage:
     filt = views.DeerFilter(sex=sex, camera_id=camera_id, seen_from=seen_from, seen_to=seen_to, search=q)
     total, rows = views.list_deer(session, filt, sort=sort, desc=order == "desc", limit=limit, offset=offset)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from deerid.api.deps import SessionDep, Writer
+from deerid.api.params import Id32
 from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import DeerOut, MoveIn, MoveOut
 from deerid.store import curation
 
 router = APIRouter(prefix="/api", tags=["curation"])
+MOVE_CHUNK = 10_000
 
 
 @router.post("/detections/move", response_model=MoveOut, dependencies=[Writer])
@@ -17,17 +19,23 @@ def move(body: MoveIn, session: SessionDep) -> MoveOut:
     """Move sightings (of any deer) to `to_deer`, or to a new deer."""
     if body.to_deer is not None:
         found(session, body.to_deer)
+    ids = list(dict.fromkeys(body.detection_ids))
+    target = body.to_deer
     try:
-        target = curation.move_detections(session, body.detection_ids, body.to_deer)
+        # In chunks: one statement binds each id, and the driver takes at most 65,535 (F5/F18).
+        # One transaction (the request's), so a refused chunk undoes the whole move.
+        for start in range(0, len(ids), MOVE_CHUNK):
+            target = curation.move_detections(session, ids[start : start + MOVE_CHUNK], target)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except curation.CurationError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    assert target is not None
     return MoveOut(deer=deer_out(session, found(session, target)))
 
 
 @router.post("/merges/{merge_id}/undo", response_model=list[DeerOut], dependencies=[Writer])
-def undo(merge_id: int, session: SessionDep) -> list[DeerOut]:
+def undo(merge_id: Id32, session: SessionDep) -> list[DeerOut]:
     """Recreate the deer a merge folded in, with their sightings; returns them."""
     try:
         restored = curation.undo_merge(session, merge_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from deerid.api.deps import Reader, SessionDep
+from deerid.api.params import CameraIdQuery, Id64, Offset
 from deerid.api.routes.deer import crop_url, deer_out
 from deerid.api.schemas import EventDetailOut, EventOut, EventPage, EventPhotoOut, TrackDetectionOut, TrackOut
 from deerid.store import encounters as enc_store
@@ -54,9 +55,9 @@ def track_out(session: SessionDep, row: enc_store.TrackRow) -> TrackOut:
 @router.get("/events", response_model=EventPage, dependencies=[Reader])
 def list_events(
     session: SessionDep,
-    camera_id: int | None = None,
+    camera_id: CameraIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> EventPage:
     """Events newest first, optionally of one camera."""
     total, rows = enc_store.list_events(session, camera_id=camera_id, limit=limit, offset=offset)
@@ -64,7 +65,7 @@ def list_events(
 
 
 @router.get("/events/{event_id}", response_model=EventDetailOut, dependencies=[Reader])
-def get_event(event_id: int, session: SessionDep) -> EventDetailOut:
+def get_event(event_id: Id64, session: SessionDep) -> EventDetailOut:
     """An event's photos in capture order and its tracks, each with its boxes and deer."""
     row = enc_store.get_event(session, event_id)
     if row is None:
@@ -85,7 +86,7 @@ def get_event(event_id: int, session: SessionDep) -> EventDetailOut:
 
 
 @router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=[Reader])
-def get_track(track_id: int, session: SessionDep) -> TrackOut:
+def get_track(track_id: Id64, session: SessionDep) -> TrackOut:
     row = enc_store.get_track(session, track_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no track {track_id}")

@@ -2,35 +2,57 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
+from deerid.api.params import Id64
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
 from deerid.models import Detection, Image
+from deerid.store import photos as photo_store
 
 router = APIRouter(prefix="/api", tags=["media"])
 CROP_SIZE = 320  # long side of a served crop: enough for a card and a review pane
 
 
+@router.get("/images/missing", dependencies=[Reader])
+def missing_images(session: SessionDep, limit: Annotated[int, Query(ge=0, le=1000)] = 100) -> dict[str, Any]:
+    """Photos whose stored path no longer holds them (moved, deleted, or another photo in their
+    place): checked now (a stat per photo). Ingesting the folder where they are now finds them
+    again by content and updates their location."""
+    found = photo_store.check_locations(session, limit=limit)
+    return {"missing": found.count, "images": found.examples}
+
+
+def _checked(session: Any, image: Image) -> Path:
+    """The photo's path once it is known to hold this photo: 410 when gone, 409 when replaced (F14)."""
+    try:
+        photo_store.verify_image(session, image)
+    except photo_store.PhotoCheckError as exc:
+        session.commit()  # keep the missing flag although the request fails
+        code = status.HTTP_409_CONFLICT if exc.replaced else status.HTTP_410_GONE
+        raise HTTPException(code, f"image {image.id}: {exc}") from exc
+    return Path(image.path)
+
+
 @router.get("/images/{image_id}", dependencies=[Reader], response_class=FileResponse)
-def get_image(image_id: int, session: SessionDep) -> FileResponse:
+def get_image(image_id: Id64, session: SessionDep) -> FileResponse:
     image = session.get(Image, image_id)
     if image is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no image {image_id}")
-    path = Path(image.path)
-    if not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} is no longer at {path}")
+    path = _checked(session, image)
     return FileResponse(path, media_type="image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else None)
 
 
 @router.get("/detections/{detection_id}/crop", dependencies=[Reader], response_class=FileResponse)
 def get_crop(
-    detection_id: int,
+    detection_id: Id64,
     session: SessionDep,
     settings: SettingsDep,
     size: Annotated[
@@ -49,9 +71,10 @@ def get_crop(
     if not cached.is_file():
         image = session.get(Image, det.image_id)
         assert image is not None
+        path = _checked(session, image)
         try:
             (crop,) = crop_boxes(
-                Path(image.path),
+                path,
                 [(det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h)],
                 1,
                 None if full else CROP_SIZE,
@@ -66,7 +89,14 @@ def get_crop(
         if not full:
             thumb.thumbnail((CROP_SIZE, CROP_SIZE))
         settings.crops_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        thumb.save(tmp, format="JPEG", quality=88)
-        tmp.replace(cached)
+        # A name of its own per writer: concurrent first requests for one crop each write whole
+        # files and the last rename wins (F19).
+        fd, tmp = tempfile.mkstemp(prefix=f".{cached.stem}-", suffix=".tmp", dir=settings.crops_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                thumb.save(out, format="JPEG", quality=88)
+            os.replace(tmp, cached)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return FileResponse(cached, media_type="image/jpeg")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
+from deerid.api.params import Id64
 from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import (
     CandidateOut,
@@ -186,7 +187,7 @@ def answer(
     dependencies=[Writer],
     responses={409: {"description": "a later change conflicts; `detail` says which"}},
 )
-def undo(decision_id: int, session: SessionDep) -> ReviewUndoOut | JSONResponse:
+def undo(decision_id: Id64, session: SessionDep) -> ReviewUndoOut | JSONResponse:
     try:
         touched = review_store.undo(session, decision_id)
     except LookupError as exc:
@@ -229,7 +230,7 @@ def deer_candidates(
 
 @router.get("/tracks/{track_id}/candidates", response_model=list[CandidateOut], dependencies=[Reader])
 def track_candidates(
-    track_id: int, session: SessionDep, settings: SettingsDep, cache: CacheDep, k: K = DEFAULT_K
+    track_id: Id64, session: SessionDep, settings: SettingsDep, cache: CacheDep, k: K = DEFAULT_K
 ) -> list[CandidateOut]:
     """The deer most probably the animal of this track, as if the track stood alone."""
     model_id, probability, _ = _model(settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,7 @@ router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 CHUNK = 1 << 20
 MAX_FILE_BYTES = 200 * CHUNK  # a trail-camera JPEG is a few MB; this stops a runaway upload
 _lock = threading.Lock()
+_resume_lock = threading.Lock()
 
 
 def _dir(settings: Settings, upload_id: str) -> Path:
@@ -36,6 +38,11 @@ def _dir(settings: Settings, upload_id: str) -> Path:
     except ValueError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}") from exc
     return settings.data_dir / "uploads" / upload_id
+
+
+def _now() -> str:
+    """One timestamp format in every answer and in status.json: ISO 8601, UTC, seconds (F22)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_status(folder: Path, **changes: Any) -> dict[str, Any]:
@@ -83,13 +90,14 @@ def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | No
 
         return advance
 
-    _write_status(folder, status="running", started_at=datetime.now(UTC), pid=os.getpid())
+    _write_status(folder, status="running", started_at=_now(), finished_at=None, error=None, pid=os.getpid())
     try:
         report = ingest(settings, folder / "photos", detections, progress=progress).as_dict()
+        _drop_skipped_photos(settings, folder / "photos")
         _write_status(
             folder,
             status="done",
-            finished_at=datetime.now(UTC),
+            finished_at=_now(),
             detections=report["detections"],
             reidentified=report["reidentified"],
             new_deer=report["new_deer"],
@@ -97,7 +105,26 @@ def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | No
             report=report,
         )
     except Exception as exc:  # whatever went wrong, the page must say so rather than spin
-        _write_status(folder, status="failed", finished_at=datetime.now(UTC), error=str(exc))
+        _write_status(folder, status="failed", finished_at=_now(), error=str(exc))
+
+
+def _drop_skipped_photos(settings: Settings, photos: Path) -> None:
+    """Files the ingest did not store (not images, unreadable, copies of stored photos) are never
+    referenced: delete them rather than keep them on disk for ever (F21). Stored photos stay:
+    images point at them."""
+    import sqlalchemy as sa
+
+    from deerid.db.session import session_factory
+    from deerid.models import Image
+
+    files = {str(p.resolve()): p for p in photos.iterdir() if p.is_file()}
+    if not files:
+        return
+    with session_factory(settings)() as session:
+        stored = set(session.execute(sa.select(Image.path).where(Image.path.in_(list(files)))).scalars())
+    for resolved, path in files.items():
+        if resolved not in stored:
+            path.unlink(missing_ok=True)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, dependencies=[Writer])
@@ -109,6 +136,22 @@ async def create_upload(
 ) -> dict[str, Any]:
     upload_id = str(uuid.uuid4())
     folder = _dir(settings, upload_id)
+    try:
+        return await _receive(settings, background, upload_id, folder, files, detections)
+    except BaseException:
+        # A rejected upload (422, 413, a dropped connection) leaves nothing behind (F21).
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+async def _receive(
+    settings: Settings,
+    background: BackgroundTasks,
+    upload_id: str,
+    folder: Path,
+    files: list[UploadFile],
+    detections: UploadFile | None,
+) -> dict[str, Any]:
     photos = folder / "photos"
     photos.mkdir(parents=True)
     names = []
@@ -132,10 +175,11 @@ async def create_upload(
         folder,
         id=upload_id,
         status="queued",
-        created_at=datetime.now(UTC),
+        created_at=_now(),
         photos_total=len(names),
         photos_done=0,
         has_detections=md_path is not None,
+        pid=os.getpid(),
     )
     background.add_task(_run, settings, upload_id, folder, md_path)
     return state
@@ -147,7 +191,36 @@ def get_upload(upload_id: str, settings: SettingsDep) -> dict[str, Any]:
     path = folder / "status.json"
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
-    state = json.loads(path.read_text())
-    if state.get("status") == "running" and not psutil.pid_exists(int(state.get("pid") or -1)):
-        state["status"] = "interrupted"  # its server stopped mid-way; `deerid reid --all` finishes the boxes
+    return _state(folder)
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((folder / "status.json").read_text())
+    if state.get("status") in ("running", "queued") and not _alive(state):
+        # Its server stopped mid-way: POST /api/uploads/{id}/resume finishes it.
+        state["status"] = "interrupted"
+    return state
+
+
+def _alive(state: dict[str, Any]) -> bool:
+    return psutil.pid_exists(int(state.get("pid") or -1))
+
+
+@router.post("/{upload_id}/resume", status_code=status.HTTP_202_ACCEPTED, dependencies=[Writer])
+def resume_upload(upload_id: str, settings: SettingsDep, background: BackgroundTasks) -> dict[str, Any]:
+    """Ingest an interrupted (or failed) upload again from its saved files (F22). Photos and boxes
+    already stored are recognised by content, so only what was missing is done."""
+    folder = _dir(settings, upload_id)
+    if not (folder / "status.json").exists():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
+    with _resume_lock:
+        state = _state(folder)
+        if state.get("status") not in ("interrupted", "failed"):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"upload {upload_id} is {state.get('status')}: only an interrupted or failed upload resumes",
+            )
+        md_path = folder / "detections.json"
+        state = _write_status(folder, status="queued", pid=os.getpid(), resumed_at=_now())
+    background.add_task(_run, settings, upload_id, folder, md_path if md_path.is_file() else None)
     return state
