@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backbones.py
 	$(BIN)/python benchmarks/encounter_gap.py
 	$(BIN)/python benchmarks/review.py --feeder
+	$(BIN)/python benchmarks/profile.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

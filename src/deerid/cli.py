@@ -359,8 +359,11 @@ def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
         + f"{out['below_threshold']} below threshold)\n"
         f"deer boxes: {out['deer_detections']} new, {out['too_small']} too small to identify, "
         f"{out['not_deer']} other animals/people\n"
-        f"re-identified: {out['reidentified']} ({out['matched']} joined a deer, "
-        f"{out['new_deer']} new deer), {out['failed']} failed"
+        # A box that continues its track's deer is no decision of its own: counted apart from
+        # the tracks that joined a known deer, so the figures say what was decided.
+        f"re-identified: {out['reidentified']} boxes ({out['matched'] - out['auto_joined']} with their "
+        f"track's deer, {out['auto_joined']} joined a known deer, {out['new_deer']} new deer), "
+        f"{out['failed']} failed"
         + (f", {out['queued']} queued for the worker" if out["queued"] else "")
         + f"\ncameras: {_cameras_text(out['cameras'])}"
         + f"\nencounters: {out['events']} events, {out['tracks']} tracks"
@@ -1021,6 +1024,50 @@ def serve(
         markup=False,
     )
     uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Argument(help="Backup file to write (one .tar file).")],
+) -> None:
+    """Back up the database, models, calibrations and the API token into one file."""
+    from deerid.db.backup import BackupError
+    from deerid.db.backup import backup as run_backup
+
+    with _user_errors():
+        try:
+            result = run_backup(_settings(), out)
+        except BackupError as exc:
+            _fail(str(exc))
+    m = result.manifest
+    console.print(
+        f"backed up {m['counts'].get('images', 0)} photos, {m['counts'].get('detections', 0)} detections, "
+        f"{m['counts'].get('deer', 0)} deer and {len(m['files'])} files to {escape(str(result.path))}"
+    )
+    for skipped in result.skipped:
+        console.print(f"skipped {escape(skipped)}")
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="Backup file made by `deerid backup`.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a database that holds data.")] = False,
+) -> None:
+    """Restore a backup into the database and data dir (refuses a non-empty database without --force)."""
+    from deerid.db.backup import BackupError
+    from deerid.db.backup import restore as run_restore
+
+    with _user_errors():
+        try:
+            result = run_restore(_settings(), backup_file, force=force)
+        except BackupError as exc:
+            _fail(str(exc))
+    c = result.counts
+    console.print(
+        f"restored {c.get('images', 0)} photos, {c.get('detections', 0)} detections, {c.get('deer', 0)} deer "
+        f"and {len(result.files)} files (schema {result.schema_revision}, "
+        f"backed up {result.manifest.get('created_at')})"
+    )
 
 
 @db_app.command("upgrade")

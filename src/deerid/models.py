@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy import text as sa_text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from deerid.domain.classes import Sex
@@ -133,6 +133,13 @@ class Deer(Base):
     model_id: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float)
     sighting_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Exact sums behind feature_vector and confidence, in fixed point (units of 2^-40), so one
+    # new sighting updates the profile without reading the others (store/deer.py, migration 0008).
+    # NULL: not computed yet; the next profile update recomputes them from the sightings.
+    embedding_sum: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    embedding_count: Mapped[int | None] = mapped_column(Integer)
+    similarity_sum: Mapped[int | None] = mapped_column(BigInteger)
+    similarity_count: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

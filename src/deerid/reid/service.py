@@ -189,7 +189,7 @@ def assign_detection(
                     assignment=Assignment.TRACK,
                     when=when,
                 )
-                deer_store.recompute_profile(session, deer_id)
+                deer_store.add_sighting(session, deer_id, det.id)
                 return ReidResult(detection_id, Outcome.MATCHED, deer_id, None, via_track=True)
             vectors = enc_store.track_vectors(session, det.track_id, model_id)
             excluded = enc_store.deer_in_event(session, det.image_id, except_track=det.track_id)
@@ -216,7 +216,7 @@ def assign_detection(
                 assignment=Assignment.MATCHED,
                 when=when,
             )
-            deer_store.recompute_profile(session, decision.deer_id)
+            deer_store.add_sighting(session, decision.deer_id, det.id)
             return ReidResult(detection_id, Outcome.MATCHED, decision.deer_id, decision.similarity)
 
         # A founding sighting records how close it came to the nearest other
@@ -231,7 +231,7 @@ def assign_detection(
             assignment=Assignment.NEW,
             when=when,
         )
-        deer_store.recompute_profile(session, deer_id)
+        deer_store.add_sighting(session, deer_id, det.id)
         return ReidResult(detection_id, Outcome.NEW_DEER, deer_id, decision.similarity)
 
 
