@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/encounter_gap.py
 	$(BIN)/python benchmarks/review.py --feeder
 	$(BIN)/python benchmarks/profile.py
+	$(BIN)/python benchmarks/runtime.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         0.2, ge=0.0, le=1.0, description="Detector confidence below which boxes are ignored."
     )
     embed_batch_size: int = Field(16, ge=1, description="Crops per forward pass.")
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="What runs the backbone embedders: torch (eager PyTorch) or onnx (ONNX Runtime on the "
+        "CPU, same vectors and model ids; needs the onnx extra). Trained models always use torch.",
+    )
     encounter_gap: float = Field(
         60.0,
         ge=0.0,

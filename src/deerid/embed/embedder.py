@@ -15,6 +15,7 @@ import deerid
 from deerid.core.config import Settings
 from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
 from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
+from deerid.embed.onnx_runtime import OnnxEmbedder
 from deerid.embed.preprocess import BatchedEmbedder
 from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
 
@@ -89,14 +90,19 @@ class Embedder(BatchedEmbedder):
         return f"Embedder(model_id={self.model_id!r}, device={self.device.type!r})"
 
 
-_cache: dict[tuple[Any, ...], Embedder] = {}
+_cache: dict[tuple[Any, ...], Embedder | OnnxEmbedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    """The process-wide Embedder for the settings' backbone, device and weights."""
+def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
+    """The process-wide Embedder for the settings' backbone, device, weights and runtime.
+
+    `runtime="onnx"` runs the same network and head on ONNX Runtime (CPU only; with
+    `device="auto"` that means the CPU), with the same model id: see `deerid.embed.onnx_runtime`.
+    """
     spec = get_backbone_spec(settings.backbone)
-    device = settings.resolved_device
+    onnx = settings.runtime == "onnx"
+    device = "cpu" if onnx and settings.device == "auto" else settings.resolved_device
     input_size = settings.embed_input_size or spec.native_size
     key = (
         spec.name,
@@ -106,6 +112,7 @@ def get_embedder(settings: Settings) -> Embedder:
         input_size,
         settings.embed_batch_size,
         str(settings.models_dir),
+        settings.runtime,
     )
     with _cache_lock:
         embedder = _cache.get(key)
@@ -124,6 +131,8 @@ def get_embedder(settings: Settings) -> Embedder:
                 input_size=input_size,
                 batch_size=settings.embed_batch_size,
             )
+            if onnx:
+                embedder = OnnxEmbedder(embedder, models_dir=settings.models_dir)
             _cache[key] = embedder
         return embedder
 
