@@ -92,6 +92,23 @@ def bench_backbone(root_url: str, base: Settings, runs: int) -> dict[str, object
     }
 
 
+def image_rows(count: int, start: int = 0) -> list[dict[str, object]]:
+    """Rows for `count` photos a minute apart (unique paths and hashes), for bulk inserts."""
+    t0 = datetime(2024, 1, 1)
+    return [
+        {
+            "path": f"/bench/{i}.jpg",
+            "sha256": f"{i:064x}",
+            "captured_at": t0 + timedelta(minutes=i),
+            "captured_at_source": "exif_datetime_original",
+            "width": 1920,
+            "height": 1080,
+            "file_size": 1,
+        }
+        for i in range(start, start + count)
+    ]
+
+
 def _buck_row(image_id: int, vec: np.ndarray, model: str, **assigned: object) -> dict[str, object]:
     return {
         "image_id": image_id,
@@ -118,24 +135,12 @@ def bench_gallery(root_url: str, base: Settings, size: int, queries: int = 100) 
     dim, per_deer = 512, 5
     centres = rng.standard_normal((size // per_deer, dim)).astype(np.float32)
     model = "bench-model"
-    t0 = datetime(2024, 1, 1)
     fill_started = time.perf_counter()
     with factory() as s, s.begin():
         image_ids = list(
             s.execute(
                 sa.insert(Image).returning(Image.id),
-                [
-                    {
-                        "path": f"/bench/{i}.jpg",
-                        "sha256": f"{i:064x}",
-                        "captured_at": t0 + timedelta(minutes=i),
-                        "captured_at_source": "exif_datetime_original",
-                        "width": 1920,
-                        "height": 1080,
-                        "file_size": 1,
-                    }
-                    for i in range(size + 2 * queries)
-                ],
+                image_rows(size + 2 * queries),
             ).scalars()
         )
         deer_ids = [uuid.uuid4() for _ in centres]

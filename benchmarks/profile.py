@@ -36,7 +36,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +46,14 @@ from sqlalchemy.orm import Session
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import create_database, dispose_engines, upgrade_schema
 from deerid.domain.classes import Sex
-from deerid.models import EMBEDDING_DIM, Assignment, Deer, Detection, DetectionStatus, Image
+from deerid.models import EMBEDDING_DIM, Assignment, Deer, Detection, Image
 from deerid.reid.service import assign_detection
 from deerid.store import deer as deer_store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import _buck_row, image_rows
+
 MODEL = "bench-model"
-T0 = datetime(2024, 1, 1)
 NOISE = 0.35
 
 
@@ -110,45 +111,13 @@ def _sighting(rng: np.random.Generator, centre: np.ndarray) -> np.ndarray:
 
 
 def _detection(image_id: int, vec: np.ndarray, deer_id: uuid.UUID | None) -> dict[str, object]:
-    row: dict[str, object] = {
-        "image_id": image_id,
-        "source_index": 0,
-        "bbox_x": 0.1,
-        "bbox_y": 0.1,
-        "bbox_w": 0.3,
-        "bbox_h": 0.3,
-        "detector_conf": 0.9,
-        "category": "animal",
-        "sex": Sex.BUCK,
-        "status": DetectionStatus.PENDING,
-        "embedding": vec,
-        "model_id": MODEL,
-    }
-    if deer_id is not None:
-        row.update(
-            deer_id=deer_id, status=DetectionStatus.ASSIGNED, assignment=Assignment.MATCHED, similarity=0.9
-        )
-    return row
+    if deer_id is None:
+        return _buck_row(image_id, vec, MODEL)
+    return _buck_row(image_id, vec, MODEL, deer_id=deer_id, assignment=Assignment.MATCHED, similarity=0.9)
 
 
 def _images(session: Session, start: int, n: int) -> list[int]:
-    return list(
-        session.execute(
-            sa.insert(Image).returning(Image.id),
-            [
-                {
-                    "path": f"/bench/{i}.jpg",
-                    "sha256": f"{i:064x}",
-                    "captured_at": T0 + timedelta(minutes=i),
-                    "captured_at_source": "exif_datetime_original",
-                    "width": 1920,
-                    "height": 1080,
-                    "file_size": 1,
-                }
-                for i in range(start, start + n)
-            ],
-        ).scalars()
-    )
+    return list(session.execute(sa.insert(Image).returning(Image.id), image_rows(n, start)).scalars())
 
 
 def fill(

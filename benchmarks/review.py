@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from deerid.evaluation.pairs import encounter_pairs
 from deerid.evaluation.retrieval import load_identity_folder
 from deerid.evaluation.review import mean_review, plot_review, simulate_review
 from deerid.models import Assignment, Deer, Detection, Image
-from ingest import _buck_row, new_database
+from ingest import _buck_row, image_rows, new_database
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NYALA = SHARED / "data" / "nyala" / "train"
@@ -152,23 +151,11 @@ def screen_speed(root_url: str, size: int, repeats: int = 30) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     per_deer = 5
     centres = rng.standard_normal((size // per_deer, 512)).astype(np.float32)
-    t0 = datetime(2024, 1, 1)
     with factory() as s, s.begin():
         image_ids = list(
             s.execute(
                 sa.insert(Image).returning(Image.id),
-                [
-                    {
-                        "path": f"/bench/{i}.jpg",
-                        "sha256": f"{i:064x}",
-                        "captured_at": t0 + timedelta(minutes=i),
-                        "captured_at_source": "exif_datetime_original",
-                        "width": 1920,
-                        "height": 1080,
-                        "file_size": 1,
-                    }
-                    for i in range(size)
-                ],
+                image_rows(size),
             ).scalars()
         )
         # Every sighting its own provisional deer: the review queue's hardest case.
@@ -277,6 +264,7 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
                 return False
         return True
 
+    cache = review_store.ReviewCache()  # as the server keeps one: vectors are read once
     screens = matches = 0
     waiting_at_start = None
     finished_at = None
@@ -285,7 +273,7 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
             if finished_at is None and done(s):
                 finished_at = screens
                 break
-            view = review_store.next_screen(s, model_id, k=8)
+            view = review_store.next_screen(s, model_id, k=8, cache=cache)
             if view is None:
                 break
             if waiting_at_start is None:
@@ -299,6 +287,7 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
                 shown=[c.deer_id for c in view.candidates],
                 choice=ReviewChoice.MATCH if hit else ReviewChoice.NONE,
                 candidate=hit.deer_id if hit else None,
+                cache=cache,
             )
             screens += 1
             matches += int(hit is not None)

@@ -363,6 +363,7 @@ def decide(
     choice: ReviewChoice,
     candidate: uuid.UUID | None = None,
     probability: Probability = uncalibrated,
+    cache: ReviewCache | None = None,
 ) -> ReviewScreen:
     """Record one answered screen; a match merges the query into the candidate.
 
@@ -384,7 +385,7 @@ def decide(
         )
     # Serialise answers: two tabs answering the same screen must not both merge.
     session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended('deerid:review', 0))"))
-    gallery = load_gallery(session, model_id)
+    gallery = load_gallery(session, model_id, cache)
     q = gallery.profile(query)
     if q is None:
         raise curation.CurationError(f"deer {query} has no sighting of the active model to review")

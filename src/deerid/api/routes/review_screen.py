@@ -154,7 +154,7 @@ def next_screen(
     responses={409: {"description": "the screen changed meanwhile; `current` says how"}},
 )
 def answer(
-    body: ReviewAnswerIn, session: SessionDep, settings: SettingsDep
+    body: ReviewAnswerIn, session: SessionDep, settings: SettingsDep, cache: CacheDep
 ) -> ReviewAnswerOut | JSONResponse:
     """match: the query is `candidate` (merged into it). none: none of `shown` (never shown
     again together). skip: not comparable (the query is not offered again)."""
@@ -168,6 +168,9 @@ def answer(
             choice=ReviewChoice(body.choice),
             candidate=body.candidate,
             probability=probability,
+            # The process's cache: without it every answer re-read every vector and rebuilt the
+            # nearest-neighbour table (seconds at 10,000 sightings).
+            cache=cache,
         )
     except review_store.ReviewConflict as exc:
         session.rollback()
