@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/review.py --feeder
 	$(BIN)/python benchmarks/profile.py
 	$(BIN)/python benchmarks/runtime.py
+	$(BIN)/python benchmarks/million.py
+	$(BIN)/python benchmarks/sites.py
+	$(BIN)/python benchmarks/workers.py
+	$(BIN)/python benchmarks/ranking.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

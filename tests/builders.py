@@ -39,10 +39,10 @@ class World:
         self.factory = factory
         self.photos = 0
 
-    def photo(self, when: datetime = T0) -> int:
+    def photo(self, when: datetime = T0, camera: str = "test cam", site: str | None = None) -> int:
         self.photos += 1
         with self.factory() as s, s.begin():
-            cam = photo_store.camera_id_for(s, "test cam")
+            cam = photo_store.camera_id_for(s, camera, site=site)
             image_id, _ = photo_store.add_image(
                 s,
                 path=f"/nowhere/{self.photos}.jpg",

@@ -1,4 +1,5 @@
-"""The Embedder contract: shape, normalisation, stable model ids, saved heads, determinism."""
+"""The Embedder contract: shape, normalisation, stable model ids, saved heads, determinism, on eager
+PyTorch and on the default runtime (ONNX Runtime on the CPU)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ def _fresh_cache() -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, backbone="efficientnet_lite0", device="cpu", embed_batch_size=2)
+    # Eager PyTorch: these tests are about the Embedder and its head, and would each export the
+    # network again in their fresh data dir; the default runtime gets the contract test below.
+    return Settings(
+        data_dir=tmp_path, backbone="efficientnet_lite0", device="cpu", embed_batch_size=2, runtime="torch"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,11 @@ def test_unknown_backbone_lists_the_known_ones(tmp_path: Path) -> None:
         get_embedder(Settings(data_dir=tmp_path, backbone="vgg16"))
 
 
-def test_embed_contract(settings: Settings, photos: list[Image.Image]) -> None:
-    emb = get_embedder(settings)
+@pytest.mark.parametrize("runtime", ["torch", "auto"])
+def test_embed_contract(settings: Settings, photos: list[Image.Image], runtime: str) -> None:
+    """Shape, dtype, unit norm, model id format, empty input, batching not changing vectors, grey
+    and RGBA crops; for eager PyTorch and for the default runtime."""
+    emb = get_embedder(settings.model_copy(update={"runtime": runtime}))
     assert (emb.backbone, emb.input_size, emb.dim) == ("efficientnet_lite0", 224, 512)
     assert re.fullmatch(r"efficientnet_lite0-224-[0-9a-f]{12}", emb.model_id)
     vectors = emb.embed(photos)
@@ -228,3 +236,21 @@ def test_same_photo_same_vector_in_separate_processes(tmp_path: Path) -> None:
     assert first["model_id"] == second["model_id"] == fresh["model_id"]
     np.testing.assert_array_equal(np.array(first["vectors"]), np.array(second["vectors"]))
     np.testing.assert_allclose(np.array(first["vectors"]), np.array(fresh["vectors"]), atol=1e-6)
+
+
+def test_squashed_arrays_embed_like_the_crops_they_came_from(
+    settings: Settings, photos: list[Image.Image]
+) -> None:
+    """The decode thread hands `squash`ed uint8 arrays instead of PIL crops: they give bit-for-bit
+    the vectors of the crops themselves (same resize, done once), mixed in one batch too; an array
+    of another size is resized like an image."""
+    from deerid.embed.resize import squash
+
+    emb = get_embedder(settings)
+    expected = emb.embed(photos)
+    arrays = [squash(p, emb.input_size) for p in photos]
+    assert all(a.shape == (224, 224, 3) and a.dtype == np.uint8 for a in arrays)
+    np.testing.assert_array_equal(emb.embed(arrays), expected)
+    np.testing.assert_array_equal(emb.embed([arrays[0], photos[1], arrays[2]]), expected)
+    odd = np.asarray(photos[0].convert("RGB"))  # full size, not squashed
+    np.testing.assert_array_equal(emb.embed([odd, photos[1]]), expected[:2])  # same batch as expected

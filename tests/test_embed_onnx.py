@@ -1,19 +1,20 @@
-"""DEERID_RUNTIME=onnx: the backbone + head on ONNX Runtime give PyTorch's vectors on real feeder
-crops (within 1e-4, same model id), the export is cached and reused, and a damaged cached export
-is rebuilt, never trusted."""
+"""ONNX Runtime, the default CPU runtime: the backbone + head on ONNX Runtime give PyTorch's vectors
+on real feeder crops (within 1e-4, same model id), the export is the fused graph, it is cached and
+reused, a damaged cached export is rebuilt, never trusted, and without onnxruntime the default falls
+back to PyTorch with one log line while DEERID_RUNTIME=onnx refuses."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
-
-pytest.importorskip(
-    "onnxruntime", reason="onnxruntime is not installed (pip install '.[onnx]'); the onnx runtime is opt-in"
-)
 
 from conftest import FEEDER, FEEDER_JSON
 from deerid.core.config import DEFAULT_BACKBONE, Settings
@@ -61,7 +62,11 @@ def _settings(data_dir: Path, runtime: str) -> Settings:
 
 
 def test_runtime_setting_reads_environment(monkeypatch) -> None:
+    """The default is auto; the environment variable picks another, and a runtime we do not have is
+    refused at start-up rather than ignored."""
     monkeypatch.delenv("DEERID_RUNTIME", raising=False)
+    assert Settings().runtime == "auto"
+    monkeypatch.setenv("DEERID_RUNTIME", "torch")
     assert Settings().runtime == "torch"
     monkeypatch.setenv("DEERID_RUNTIME", "onnx")
     assert Settings().runtime == "onnx"
@@ -71,6 +76,8 @@ def test_runtime_setting_reads_environment(monkeypatch) -> None:
 
 
 def test_onnx_matches_pytorch_on_feeder_crops(data_dir: Path, crops) -> None:
+    """The exported network on real feeder crops: same model id, vectors within 1e-4 of PyTorch's,
+    unit length, and every crop keeps its nearest neighbour, so stored vectors of either runtime mix."""
     torch_embedder = get_embedder(_settings(data_dir, "torch"))
     onnx_embedder = get_embedder(_settings(data_dir, "onnx"))
     assert isinstance(torch_embedder, Embedder)
@@ -97,7 +104,56 @@ def test_onnx_matches_pytorch_on_feeder_crops(data_dir: Path, crops) -> None:
     assert record["parity_max_abs"] <= PARITY_TOLERANCE
 
 
+def test_default_runtime_on_the_cpu_is_onnx_and_torch_opts_out(data_dir: Path, crops) -> None:
+    """DEERID_RUNTIME unset on the CPU gives the ONNX Runtime embedder (the fast one), with PyTorch's
+    model id and vectors; DEERID_RUNTIME=torch still gives eager PyTorch."""
+    default = get_embedder(Settings(data_dir=data_dir, device="cpu", embed_batch_size=4))
+    eager = get_embedder(_settings(data_dir, "torch"))
+    assert isinstance(default, OnnxEmbedder) and default.runtime == "onnx"
+    assert isinstance(eager, Embedder) and not isinstance(eager, OnnxEmbedder)
+    assert default.model_id == eager.model_id
+    assert np.abs(default.embed(crops[:4]) - eager.embed(crops[:4])).max() <= PARITY_TOLERANCE
+
+
+def test_export_is_one_conv_per_convolution_without_pad_chains(data_dir: Path) -> None:
+    """TF 'SAME' padding is exported as each Conv's own constant pads: no Pad node and no Shape
+    arithmetic left in the backbone (a traced size left 22 Shape→Pad chains ONNX Runtime could not
+    fuse, running at half speed). Strided convolutions keep their asymmetric TF padding."""
+    embedder = get_embedder(_settings(data_dir, "onnx"))
+    graph = onnx.load(str(data_dir / "models" / embedder.model_id / ONNX_FILE)).graph
+    ops = Counter(node.op_type for node in graph.node)
+    assert ops["Pad"] == 0 and ops["Gather"] == 0
+    assert ops["Shape"] <= 1  # the head's L2-normalise expands by its input's shape
+    assert ops["Conv"] == 64  # Lite1: stem, 21 blocks (1 without expansion), head conv
+    pads = [tuple(a.ints) for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "pads"]
+    assert len(pads) == 64
+    assert any(p[:2] != p[2:] for p in pads)  # e.g. (0, 0, 1, 1) for a 3x3 stride-2 conv on 240 px
+    record = json.loads((data_dir / "models" / embedder.model_id / RECORD_FILE).read_text())
+    assert record["format"] == 2
+
+
+def test_without_onnxruntime_the_default_falls_back_to_torch(
+    data_dir: Path, crops, monkeypatch, caplog
+) -> None:
+    """With onnxruntime not importable (a broken or missing wheel), the default runtime embeds on
+    PyTorch and says so in one log line; DEERID_RUNTIME=onnx is an error naming the way out."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    expected = get_embedder(_settings(data_dir, "torch")).embed(crops[:2])
+
+    with caplog.at_level(logging.WARNING, logger="deerid.embed.embedder"):
+        embedder = get_embedder(Settings(data_dir=data_dir, device="cpu", embed_batch_size=4))
+    assert isinstance(embedder, Embedder) and not isinstance(embedder, OnnxEmbedder)
+    lines = [r.getMessage() for r in caplog.records if r.name == "deerid.embed.embedder"]
+    assert len(lines) == 1 and "PyTorch, not ONNX Runtime" in lines[0] and "onnxruntime" in lines[0]
+    np.testing.assert_array_equal(embedder.embed(crops[:2]), expected)
+
+    with pytest.raises(OnnxRuntimeError, match=r"onnxruntime cannot be imported.*DEERID_RUNTIME=torch"):
+        get_embedder(_settings(data_dir, "onnx"))
+
+
 def test_export_is_reused_on_a_second_start(data_dir: Path, crops) -> None:
+    """A second start loads the recorded export (same file, same vectors) instead of exporting
+    again, and leaves no temporary files."""
     first = get_embedder(_settings(data_dir, "onnx"))
     path = data_dir / "models" / first.model_id / ONNX_FILE
     before = path.stat()
@@ -114,14 +170,19 @@ def test_export_is_reused_on_a_second_start(data_dir: Path, crops) -> None:
     assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing record"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing record", "older format"])
 def test_damaged_cached_export_is_rebuilt(data_dir: Path, crops, damage: str) -> None:
+    """A cached export that does not match its record, or was recorded by an older exporter (the slow
+    Pad graph), is exported again and gives PyTorch's vectors."""
     reference = get_embedder(_settings(data_dir, "torch")).embed(crops[:4])
     path = data_dir / "models" / reference_model_id(data_dir) / ONNX_FILE
     if damage == "garbage":
         path.write_bytes(b"not an onnx model\x00" * 100)
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "older format":
+        record = json.loads(path.with_name(RECORD_FILE).read_text())
+        path.with_name(RECORD_FILE).write_text(json.dumps({**record, "format": 1}))
     else:
         path.with_name(RECORD_FILE).unlink()
 

@@ -45,6 +45,9 @@ def data_dir() -> Iterator[Path]:
 def env_for(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEERID_", "DATABASE_URL", "REID_"))}
     env["DEERID_DATA_DIR"] = str(data_dir)
+    # These tests cover what the next start does after a SIGKILL; the watchdog, which would
+    # otherwise stop the server within seconds, has its own tests (test_probe_watchdog.py).
+    env["DEERID_WATCHDOG_INTERVAL"] = "600"
     return env
 
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 import unicodedata
 import warnings
 from pathlib import Path
@@ -304,28 +305,33 @@ def test_odd_files_and_a_file_as_the_folder_get_clear_messages(settings: Setting
 
 
 class CountingEmbedder:
-    """The real embedder, noting how many PIL images are alive each time it is handed a batch."""
+    """The real embedder, noting at each batch how many PIL images are alive and how much numpy
+    memory (the squashed crops waiting in the decode queue, the batch) is held."""
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
         self.inner = inner
         self.model_id, self.input_size, self.dim = inner.model_id, inner.input_size, inner.dim
         self.batches: list[int] = []
         self.alive: list[int] = []
+        self.traced: list[int] = []
 
     def embed(self, crops):  # type: ignore[no-untyped-def]
         gc.collect()
         with warnings.catch_warnings():  # isinstance on some torch objects warns about deprecations
             warnings.simplefilter("ignore")
             self.alive.append(sum(isinstance(o, PILImage.Image) for o in gc.get_objects()))
+        self.traced.append(tracemalloc.get_traced_memory()[0])
         self.batches.append(len(crops))
         return self.inner.embed(crops)
 
 
 def test_crops_of_one_photo_are_embedded_in_bounded_batches(settings: Settings, tmp_path: Path) -> None:
     """F30: every crop of a photo was held in memory before embedding (2,000 boxes: 2.7 GB). Now
-    crops are cut one at a time from one decode and at most one batch is alive. Tried: 240
-    deer boxes on one real feeder photo, embedded by the real model at a small input size,
-    counting live images at every batch."""
+    crops are cut one at a time from one decode, squashed to the input size as they are cut, and
+    at most a bounded queue of them waits for the model. Tried: 240 deer boxes on one real feeder
+    photo, embedded by the real model at its input size (240 px: all 240 crops held at once would
+    be 41 MB of numpy arrays), counting live PIL images and numpy memory (tracemalloc traces
+    numpy's allocations) at every batch."""
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(PHOTO_A, photos)
@@ -341,13 +347,21 @@ def test_crops_of_one_photo_are_embedded_in_bounded_batches(settings: Settings, 
     factory = session_factory(settings)
     with factory() as session:
         ids = list(session.execute(sa.select(Detection.id)).scalars())
-    embedder = CountingEmbedder(get_embedder(settings.model_copy(update={"embed_input_size": 64})))
+    embedder = CountingEmbedder(get_embedder(settings))
+    crop_bytes = embedder.input_size**2 * 3
 
-    errors = embed_detections(factory, ids, embedder, min_size=settings.min_crop_size, batch_size=16)
+    tracemalloc.start()
+    try:
+        errors = embed_detections(factory, ids, embedder, min_size=settings.min_crop_size, batch_size=16)
+    finally:
+        tracemalloc.stop()
 
     assert errors == {}
     assert embedder.batches == [16] * 15
-    assert max(embedder.alive) <= 16 + 4, embedder.alive  # one batch + the decoded photo and its views
+    # The decoded photo, its oriented view and the crops being cut and squashed: never a batch.
+    assert max(embedder.alive) <= 8, embedder.alive
+    # One batch in the model, at most two batches queued by the decode thread, one being written.
+    assert max(embedder.traced) < 5 * 16 * crop_bytes, (max(embedder.traced), 240 * crop_bytes)
     with factory() as session:
         assert (
             session.execute(

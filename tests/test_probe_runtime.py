@@ -113,6 +113,43 @@ def test_two_databases_on_one_broker_keep_their_own_tasks(
     assert "already_assigned" not in log_a.read_text()
 
 
+def test_worker_start_takes_over_what_the_previous_release_left_on_the_celery_queue(
+    settings: Settings,
+    redis_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """F11 (upgrade): the previous release queued tasks on the shared `celery` queue, with a detection id
+    and no database; since each database has its own queue no worker ever consumed them, so an upgrade
+    left those boxes pending for ever. A starting worker queues its database's pending boxes again on
+    its own queue; the legacy list is neither consumed nor purged (it may hold another database's)."""
+    import redis
+
+    from deerid.pipeline.ingest import ingest
+
+    card, md = _card(tmp_path)
+    ingest(settings, card, md, reidentify=False)
+    pending = _pending_ids(settings)
+    assert pending and counts(settings) == (len(pending), 0)
+    # Sent exactly as the previous release's `enqueue` did: no queue, no database id.
+    legacy = producer_for(settings.model_copy(update={"broker_url": redis_url}))
+    for detection_id in pending:
+        legacy.send_task(REIDENTIFY_DEER, args=[detection_id])
+    broker = redis.Redis.from_url(redis_url)
+    assert broker.llen("celery") == len(pending)
+
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, redis_url, log)
+    try:
+        wait_for(lambda: counts(settings) == (0, len(pending)), 120, worker, log)
+    finally:
+        stop(worker)
+    output = log.read_text()
+    assert f"{len(pending)} pending deer boxes queued again" in output, output[-2000:]
+    assert f"{len(pending)} tasks of the previous release" in output, output[-2000:]
+    assert broker.llen("celery") == len(pending), "the legacy queue was consumed or purged"
+    broker.close()
+
+
 def _pending_ids(settings: Settings) -> list[int]:
     engine = sa.create_engine(settings.database_url or "")
     try:

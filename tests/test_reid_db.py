@@ -176,6 +176,34 @@ def test_nearest_sightings_uses_cosine_similarity(world: World) -> None:
                 when=T0,  # type: ignore[arg-type]
             )
     with world.factory() as s:
-        cands = deer_store.nearest_sightings(s, a, sex=Sex.BUCK, model_id=MODEL, exclude_detection=-1)
+        cands = deer_store.nearest_sightings(
+            s, a, sex=Sex.BUCK, model_id=MODEL, exclude_detection=-1, site=None
+        )
     assert [c.detection_id for c in cands] == [ids[1], ids[2], ids[0]]
     assert [round(c.similarity, 3) for c in cands] == [0.9, 0.75, 0.6]
+
+
+def test_the_large_scope_search_adds_the_sightings_of_small_deer_nearest_by_profile(world: World) -> None:
+    """At 1M sightings the HNSW graph alone missed deer seen 1-10 times (benchmarks/million.py);
+    the large-scope path also reads every sighting of the small deer nearest by profile vector.
+    Tried: a query whose two nearest sightings (the limit) belong to deer A, and deer B's only
+    sighting farther away. Forced onto the large-scope path (exact_max=0) B's sighting is a
+    candidate anyway; on the exact path with the same limit it is not."""
+    a = unit(200)
+    for i in range(5):
+        assign(world, world.sighting(near(a, 0.95, 201 + i)))
+    b_det = world.sighting(near(a, 0.80, 210))
+    b = assign(world, b_det)
+    assert b.outcome is Outcome.NEW_DEER
+
+    def search(**kw: object) -> list[int]:
+        with world.factory() as s, s.begin():
+            found = deer_store.nearest_sightings(
+                s, a, sex=Sex.BUCK, model_id=MODEL, exclude_detection=-1, site=None, limit=2, **kw
+            )
+        return [c.detection_id for c in found]
+
+    assert b_det not in search()
+    large = search(exact_max=0)
+    assert b_det in large
+    assert len(large) == 6  # A's five and B's one, each once

@@ -62,6 +62,7 @@ def _user_errors() -> Iterator[None]:
     """Errors a user can fix become one clear line, not a traceback."""
     from deerid.db.embedded import EmbeddedDatabaseError
     from deerid.db.session import DatabaseError
+    from deerid.domain.sites import SiteError
     from deerid.embed.weights import WeightsUnavailableError
     from deerid.ingest.megadetector import DetectionsFileError
     from deerid.tasks.celery_app import BrokerUnavailableError
@@ -75,6 +76,7 @@ def _user_errors() -> Iterator[None]:
         EmbeddedDatabaseError,
         NotADirectoryError,
         LookupError,
+        SiteError,
     ) as exc:
         _fail(str(exc))
     except WeightsUnavailableError as exc:
@@ -275,6 +277,13 @@ def ingest(
             help="One folder per camera: a photo's first folder under PHOTOS_DIR names its camera.",
         ),
     ] = False,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="Put these photos' cameras in this site: the cameras whose animals can meet "
+            "(a property); deer are matched within their site. Default: the default site.",
+        ),
+    ] = None,
     reid: Annotated[bool, typer.Option("--reid/--no-reid", help="Re-identify the deer found.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
 ) -> None:
@@ -299,6 +308,7 @@ def ingest(
                 detections,
                 camera=camera,
                 camera_from_folder=camera_from_folder,
+                site=site,
                 reidentify=reid,
                 progress=_progress_factory(progress),
             )
@@ -561,8 +571,15 @@ def worker(
         # The main process starts (and so owns) the embedded database: the pool children, which
         # exit through os._exit, must never hold the handle that stops it (F10).
         queue = queue_for(database_identity(settings))
+        # Tasks the previous release left on the shared `celery` queue are never consumed here:
+        # this database's pending boxes are queued again instead (deerid.tasks.recovery).
+        from deerid.tasks.recovery import requeue_pending
+
+        requeued = requeue_pending(settings).describe()
     dispose_engines()  # no pooled connection may cross the fork into the pool children
-    console.print(f"worker for the tasks of this database (queue {queue})", soft_wrap=True)
+    console.print(f"worker for the tasks of this database (queue {queue})", soft_wrap=True, markup=False)
+    if requeued:
+        console.print(requeued, soft_wrap=True, markup=False)
     celery_app.worker_main(
         [
             "worker",

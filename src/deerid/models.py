@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from deerid.domain.classes import Sex
+from deerid.domain.sites import DEFAULT_SITE
 
 EMBEDDING_DIM = 512
 
@@ -67,6 +68,8 @@ class Camera(Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     clock_offset_s: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    # The cameras whose animals can meet (a property, a study area): the scope of matching (0009).
+    site: Mapped[str] = mapped_column(Text, server_default=DEFAULT_SITE, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -214,6 +217,8 @@ class Detection(Base):
     )
     # Earlier versions of this box, replaced by a corrected detections file (oldest first).
     box_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Its photo's camera's site, kept by triggers (migration 0009): the candidate query filters on it.
+    site: Mapped[str] = mapped_column(Text, server_default=DEFAULT_SITE)
 
     image: Mapped[Image] = relationship()
     deer: Mapped[Deer | None] = relationship()
@@ -221,6 +226,13 @@ class Detection(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "source_index", name="uq_detections_image_source_index"),
         Index("ix_detections_status", "status"),
+        Index(
+            "ix_detections_match_scope",
+            "site",
+            "sex",
+            "model_id",
+            postgresql_where=sa_text("deer_id IS NOT NULL"),
+        ),
         Index(
             "ix_detections_embedding_hnsw",
             "embedding",

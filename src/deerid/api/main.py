@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -39,7 +41,15 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     get_engine(settings)  # start the embedded database and migrate before the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Uploads a stopped server left half-done are finished in the background (F22).
+        app.state.upload_resume = uploads.resume_interrupted(settings)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="deerid",
         version=__version__,
         summary="Individual deer in trail-camera photos: profiles, sightings, review.",

@@ -120,6 +120,7 @@ class CameraOut(BaseModel):
     latitude: float | None
     longitude: float | None
     clock_offset_s: int
+    site: str
     photos: int = 0
 
 
@@ -128,6 +129,8 @@ class CameraPatch(BaseModel):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     clock_offset_s: int | None = Field(None, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
+    # Moving a camera moves its sightings' matching scope; deer already formed stay as they are.
+    site: Text | None = Field(None, min_length=1, max_length=100)
 
 
 # --- encounters ---

@@ -80,15 +80,22 @@ class Settings(BaseSettings):
         0.2, ge=0.0, le=1.0, description="Detector confidence below which boxes are ignored."
     )
     embed_batch_size: int = Field(16, ge=1, description="Crops per forward pass.")
-    runtime: Literal["torch", "onnx"] = Field(
-        "torch",
-        description="What runs the backbone embedders: torch (eager PyTorch) or onnx (ONNX Runtime on the "
-        "CPU, same vectors and model ids; needs the onnx extra). Trained models always use torch.",
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="What runs the published backbones: auto (ONNX Runtime when they run on the CPU, "
+        "falling back to PyTorch with a log line if it cannot be used; PyTorch on CUDA), onnx (ONNX Runtime "
+        "on the CPU, an error if it cannot be used) or torch (eager PyTorch). Same vectors and model ids "
+        "either way. Trained models always use PyTorch.",
     )
     encounter_gap: float = Field(
         60.0,
         ge=0.0,
         description="Most seconds between two photos of one camera in one event (docs/encounters.md).",
+    )
+    match_across_sites: bool = Field(
+        False,
+        description="Match a sighting against deer of every site, not only its camera's own "
+        "(docs/scale.md, 'Workers and sites'); sites keep workers of different properties apart.",
     )
     broker_url: str | None = Field(
         None,

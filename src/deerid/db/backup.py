@@ -378,6 +378,14 @@ BEGIN
   LOOP
     EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', r.name);
   END LOOP;
+  -- deerid's own trigger functions (migration 0009); the vector extension's stay.
+  FOR r IN SELECT p.oid::regprocedure AS name
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = current_schema()
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP FUNCTION IF EXISTS %s CASCADE', r.name);
+  END LOOP;
 END $$;
 """
 

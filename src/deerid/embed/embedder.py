@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ import deerid
 from deerid.core.config import Settings
 from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
 from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
-from deerid.embed.onnx_runtime import OnnxEmbedder
+from deerid.embed.onnx_runtime import OnnxEmbedder, OnnxRuntimeError
 from deerid.embed.preprocess import BatchedEmbedder
 from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
 
 __all__ = ["Embedder", "available_backbones", "get_embedder", "make_model_id"]
+
+log = logging.getLogger(__name__)
 
 
 def make_model_id(backbone: str, input_size: int, weights_sha256: str, head: HeadConfig) -> str:
@@ -97,12 +100,17 @@ _cache_lock = threading.Lock()
 def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
     """The process-wide Embedder for the settings' backbone, device, weights and runtime.
 
-    `runtime="onnx"` runs the same network and head on ONNX Runtime (CPU only; with
-    `device="auto"` that means the CPU), with the same model id: see `deerid.embed.onnx_runtime`.
+    ONNX Runtime runs the same network and head as PyTorch, with the same model id
+    (see `deerid.embed.onnx_runtime`), several times as fast on the CPU (docs/scale.md).
+    `runtime="auto"` (the default) uses it whenever the network runs on the CPU and
+    falls back to PyTorch with one log line when it cannot (onnxruntime missing, export
+    or load failed); `runtime="onnx"` insists (CPU only: with `device="auto"` that means
+    the CPU) and `runtime="torch"` never uses it.
     """
     spec = get_backbone_spec(settings.backbone)
-    onnx = settings.runtime == "onnx"
-    device = "cpu" if onnx and settings.device == "auto" else settings.resolved_device
+    explicit_onnx = settings.runtime == "onnx" and settings.device == "auto"
+    device = "cpu" if explicit_onnx else settings.resolved_device
+    use_onnx = settings.runtime == "onnx" or (settings.runtime == "auto" and device == "cpu")
     input_size = settings.embed_input_size or spec.native_size
     key = (
         spec.name,
@@ -131,8 +139,14 @@ def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
                 input_size=input_size,
                 batch_size=settings.embed_batch_size,
             )
-            if onnx:
-                embedder = OnnxEmbedder(embedder, models_dir=settings.models_dir)
+            if use_onnx:
+                try:
+                    embedder = OnnxEmbedder(embedder, models_dir=settings.models_dir)
+                except OnnxRuntimeError as exc:
+                    if settings.runtime == "onnx":
+                        raise
+                    # Same vectors and model id either way, so PyTorch is a safe (slower) fallback.
+                    log.warning("embedding %s on PyTorch, not ONNX Runtime: %s", embedder.model_id, exc)
             _cache[key] = embedder
         return embedder
 

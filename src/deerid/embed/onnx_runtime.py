@@ -1,5 +1,5 @@
-"""Run a backbone embedder's network + head on ONNX Runtime instead of eager PyTorch (opt-in:
-`DEERID_RUNTIME=onnx`; needs the `onnx` extra).
+"""Run a backbone embedder's network + head on ONNX Runtime instead of eager PyTorch: the
+default on the CPU (`DEERID_RUNTIME=auto`; `onnx` insists, `torch` opts out).
 
 Eager PyTorch runs EfficientNet-Lite's depthwise convolutions far below what a CPU
 can do; ONNX Runtime fuses conv + batch norm + ReLU6 and runs the same network
@@ -7,11 +7,13 @@ several times faster (docs/scale.md, "Inference runtime").
 
 The exported graph is the exact function `Embedder._forward` runs (backbone
 `forward_features`, then the saved head: GeM, projection, L2-normalise), fed the
-same preprocessed batches (`BatchedEmbedder`). It is exported once per model to
-`models_dir/<model_id>/model.onnx` and reused. Before a freshly exported file is
-used its vectors are compared with PyTorch's on a fixed input: they must agree
-within `PARITY_TOLERANCE` (max abs), which is why it keeps the PyTorch model id
-and the two runtimes' vectors may sit in one database. A file that fails that
+same preprocessed batches (`BatchedEmbedder`). TF 'SAME' padding is exported as
+constant asymmetric `pads` of each Conv (the input size is fixed per model), so
+every convolution runs in ONNX Runtime's fused kernels. It is exported once per
+model to `models_dir/<model_id>/model.onnx` and reused. Before a freshly exported
+file is used its vectors are compared with PyTorch's on a fixed input: they must
+agree within `PARITY_TOLERANCE` (max abs), which is why it keeps the PyTorch model
+id and the two runtimes' vectors may sit in one database. A file that fails that
 check is never used.
 
 Only the published backbones go through here; trained models (`deerid.embed.trained`)
@@ -42,7 +44,8 @@ PARITY_TOLERANCE = 1e-4
 OPSET = 17
 _INPUT = "pixels"
 _OUTPUT = "vectors"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+"""2: SAME padding as constant Conv pads (1 traced it into Shape→Pad chains, half as fast)."""
 
 
 class OnnxRuntimeError(RuntimeError):
@@ -52,10 +55,10 @@ class OnnxRuntimeError(RuntimeError):
 def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # OSError: a wheel whose shared library cannot load
         raise OnnxRuntimeError(
-            "DEERID_RUNTIME=onnx needs onnxruntime and onnx: pip install 'deerid[onnx]' "
-            "(or set DEERID_RUNTIME=torch)"
+            f"onnxruntime cannot be imported ({exc}); reinstall deerid (onnxruntime and onnx are "
+            "dependencies) or set DEERID_RUNTIME=torch"
         ) from exc
     return onnxruntime
 
@@ -143,10 +146,14 @@ class OnnxEmbedder(BatchedEmbedder):
 
 
 def _open_session(ort: Any, path: Path, threads: int) -> Any:
+    """A CPU session; each option was measured in benchmarks/runtime.py (docs/scale.md)."""
     options = ort.SessionOptions()
+    # One batch already keeps every core busy in its convolutions; a parallel executor
+    # only adds scheduling (measured no faster), so sequential with one intra-op thread per core.
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # ALL, not EXTENDED: the layout transformer (NCHWc blocked convolutions) only runs at ALL.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -208,7 +215,10 @@ def ensure_exported(module: nn.Module, path: Path, model_id: str, input_size: in
                 raise OnnxRuntimeError(f"could not export {model_id} to ONNX: {exc}") from exc
         with torch.inference_mode():
             expected = module(example).numpy()
-        got = _open_session(ort, tmp, 1).run([_OUTPUT], {_INPUT: example.numpy()})[0]
+        try:
+            got = _open_session(ort, tmp, 1).run([_OUTPUT], {_INPUT: example.numpy()})[0]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise OnnxRuntimeError(f"ONNX Runtime cannot run the export of {model_id}: {exc}") from exc
         max_abs = float(np.abs(got - expected).max())
         if not max_abs <= PARITY_TOLERANCE:
             raise OnnxRuntimeError(

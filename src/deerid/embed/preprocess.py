@@ -9,19 +9,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deerid.embed.resize import Pixels, squash
+
+
+def _squashed(image: Pixels, size: int) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.shape == (size, size, 3) and image.dtype == np.uint8:
+            return image  # already squashed: the same bytes `squash` gives, no second resize
+        image = Image.fromarray(image)
+    return squash(image, size)
+
 
 def to_batch(
-    images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]
+    images: Sequence[Pixels], size: int, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
-    """(n, 3, size, size) float32 tensor.
-
-    Crops are squashed to a square rather than padded or centre-cropped: a
-    detection box is already tight on the animal, and cropping would cut off
-    the flanks whose markings carry the identity.
-    """
-    arrays = [
-        np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)) for img in images
-    ]
+    """(n, 3, size, size) float32 tensor, normalised with the backbone's mean and std."""
+    arrays = [_squashed(img, size) for img in images]
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -37,7 +40,7 @@ class BatchedEmbedder:
     dim: int
     _spec: Any  # BackboneSpec: mean and std of its training
 
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def embed(self, images: Sequence[Pixels]) -> np.ndarray:
         """float32 (n, dim), each row L2-normalised; input order is kept."""
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -14,9 +14,12 @@ coordinates in that frame, whatever scale the pixels were decoded at.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image
 
@@ -29,6 +32,8 @@ PixelBox = tuple[int, int, int, int]
 """`(x0, y0, x1, y1)`, x1/y1 exclusive, in full-resolution pixels."""
 
 _DRAFT_SCALES = (8, 4, 2)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -165,3 +170,63 @@ def _scaled(box: PixelBox, scale: int, size: tuple[int, int]) -> PixelBox:
 
 def _clamp(value: int, upper: int) -> int:
     return min(max(value, 0), upper)
+
+
+_ITEM, _END, _ERROR = range(3)
+
+
+def prefetch(items: Iterable[T], ahead: int) -> Iterator[T]:
+    """Yield `items` in order, produced by one background thread at most `ahead` items ahead.
+
+    Decoding, cropping and resizing a JPEG release the GIL, so photos are read
+    while the caller embeds the previous batch, instead of the two taking turns.
+    Memory stays bounded: the thread waits once `ahead` items are ready and
+    untaken. An exception raised while producing is re-raised here, in order,
+    after the items before it. Closing this generator (or an exception in the
+    caller) stops the thread, which closes `items` in its own thread. With
+    `ahead < 1` the items are produced in the caller's thread, as a plain loop.
+    """
+    if ahead < 1:
+        yield from items
+        return
+    ready: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[int, object]) -> bool:
+        # A timed put, so a consumer that went away (stop set) never leaves this thread blocked.
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not put((_ITEM, item)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it in its thread
+            put((_ERROR, exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # a generator must be closed by the thread that ran it
+
+    thread = threading.Thread(target=produce, name="deerid-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == _END:
+                return
+            if kind == _ERROR:
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()

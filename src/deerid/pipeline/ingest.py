@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
 from deerid.domain.classes import Kind, sex_for_class
+from deerid.domain.sites import check_site_name
 from deerid.ingest.crop import pixel_box
 from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
 from deerid.ingest.paths import match_entries
@@ -180,10 +181,12 @@ def ingest(
     *,
     camera: str | None = None,
     camera_from_folder: bool = False,
+    site: str | None = None,
     reidentify: bool = True,
     progress: Progress = _noop_progress,
 ) -> IngestReport:
     started = time.perf_counter()
+    site = None if site is None else check_site_name(site)
     report = IngestReport()
     photos_dir = Path(photos_dir)
     if not photos_dir.is_dir():
@@ -226,7 +229,7 @@ def ingest(
                 meta, camera, relpath=rel, from_folder=camera_from_folder, root_name=photos_dir.resolve().name
             )
             camera_id = (
-                photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model)
+                photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model, site=site)
                 if name
                 else None
             )

@@ -27,6 +27,7 @@ def reidentify_ids(
         min_size=settings.min_crop_size,
         batch_size=settings.embed_batch_size,
         progress=progress,
+        across_sites=settings.match_across_sites,
     )
 
 

@@ -12,7 +12,8 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,13 +22,13 @@ from uuid import UUID
 
 import numpy as np
 import sqlalchemy as sa
-from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.domain.classes import Sex
 from deerid.domain.matching import decide
 from deerid.embed.protocol import EmbedderLike
-from deerid.ingest.crop import iter_crops
+from deerid.embed.resize import squash
+from deerid.ingest.crop import iter_crops, prefetch
 from deerid.models import Assignment, Detection, DetectionStatus
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
@@ -79,12 +80,16 @@ def embed_detections(
     force: bool = False,
     mark_failed: bool = True,
     progress: Callable[[int], None] | None = None,
+    decode_ahead: int | None = None,
 ) -> dict[int, str]:
     """Give each detection an embedding of the embedder's model; return {id: error} for failures.
 
     Crops are read photo by photo (one decode per photo for all its boxes) and
     embedded in batches; each batch is committed on its own so an interrupted
-    run keeps what it finished."""
+    run keeps what it finished. One decode thread reads, crops and resizes the
+    next photos while a batch is embedded, at most `decode_ahead` crops ahead
+    (default: two batches), and one writer thread stores the previous batch;
+    `decode_ahead=0` does all of it in this thread, one step after the other."""
     with factory() as session:
         items = det_store.work_items(session, detection_ids)
     todo = [i for i in items if force or not i.has_embedding or i.model_id != embedder.model_id]
@@ -95,44 +100,62 @@ def embed_detections(
 
     errors: dict[int, str] = {}
     pending_ids: list[int] = []
-    pending_crops: list[PILImage.Image] = []
+    pending_crops: list[np.ndarray] = []
+    ahead = 2 * batch_size if decode_ahead is None else decode_ahead
+    # Storing a batch (an HNSW insert per vector) costs about as much as decoding it; a writer
+    # thread commits batch k while batch k+1 is embedded. One batch in its hands at a time, so
+    # batches are still committed one by one, in order, each in its own transaction.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deerid-store") if ahead > 0 else None
+    stored: Future[int] | None = None
+
+    def store(ids: list[int], vectors: np.ndarray) -> int:
+        with factory() as session, session.begin():
+            for det_id, vec in zip(ids, vectors, strict=True):
+                det_store.set_embedding(session, det_id, vec, embedder.model_id)
+        return len(ids)
+
+    def wait_stored() -> None:
+        nonlocal stored
+        if stored is not None:
+            done, stored = stored, None
+            count = done.result()  # a failed commit raises here, in the caller's thread
+            if progress is not None:
+                progress(count)
 
     def flush() -> None:
+        nonlocal stored
         if not pending_ids:
             return
         vectors = embedder.embed(pending_crops)
-        with factory() as session, session.begin():
-            for det_id, vec in zip(pending_ids, vectors, strict=True):
-                det_store.set_embedding(session, det_id, vec, embedder.model_id)
-        if progress is not None:
-            progress(len(pending_ids))
+        ids = pending_ids.copy()
         pending_ids.clear()
         pending_crops.clear()
+        wait_stored()
+        if writer is None:
+            count = store(ids, vectors)
+            if progress is not None:
+                progress(count)
+        else:
+            stored = writer.submit(store, ids, vectors)
 
-    for photo_items in by_photo.values():
-        path = photo_items[0].image_path
-        try:
-            if photo_items[0].image_sha256 is not None:  # never embed another photo found at the path
-                first = photo_items[0]
-                photo_store.verify_file(path, first.image_sha256, first.file_size, first.file_mtime)
-            # Crops are cut one at a time from one decode, so at most `batch_size` are held
-            # however many boxes the photo has (F30). The first `next` opens, checks and decodes.
-            crops = iter_crops(path, [i.bbox for i in photo_items], min_size, embedder.input_size)
-            first_crop = next(crops)
-        except (OSError, ValueError) as exc:  # PhotoReadError names the photo and the reason
-            for item in photo_items:
-                errors[item.detection_id] = str(exc)
-            continue
-        with closing(crops):
-            for item, crop in zip(photo_items, chain([first_crop], crops), strict=True):
-                if crop.image is None:
-                    errors[item.detection_id] = "crop smaller than MIN_CROP_SIZE"
+    cut = _squashed_crops(by_photo.values(), embedder.input_size, min_size)
+    try:
+        # Held at once: the batch being embedded, `ahead` squashed crops (input size, not box
+        # size) and the photo the decode thread is on; never all of a photo's crops (F30).
+        with closing(prefetch(cut, ahead)) as crops:
+            for item, pixels, error in crops:
+                if pixels is None:
+                    errors[item.detection_id] = error or "no crop"
                     continue
                 pending_ids.append(item.detection_id)
-                pending_crops.append(crop.image)
+                pending_crops.append(pixels)
                 if len(pending_ids) >= batch_size:
                     flush()
-    flush()
+        flush()
+        wait_stored()
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)  # an interrupted run still commits the batch it handed over
 
     if errors and mark_failed:
         with factory() as session, session.begin():
@@ -141,8 +164,41 @@ def embed_detections(
     return errors
 
 
+def _squashed_crops(
+    photos: Iterable[list[det_store.WorkItem]], size: int, min_size: int
+) -> Iterator[tuple[det_store.WorkItem, np.ndarray | None, str | None]]:
+    """(item, its crop squashed to `size`, None) or (item, None, why not) for every item, photo by
+    photo, in order. Runs in `embed_detections`' decode thread: a bad photo fails its own boxes
+    and the next photo is read."""
+    for photo_items in photos:
+        path = photo_items[0].image_path
+        try:
+            if photo_items[0].image_sha256 is not None:  # never embed another photo found at the path
+                first = photo_items[0]
+                photo_store.verify_file(path, first.image_sha256, first.file_size, first.file_mtime)
+            # Crops are cut one at a time from one decode, so a photo with thousands of boxes
+            # never holds all their crops (F30). The first `next` opens, checks and decodes.
+            crops = iter_crops(path, [i.bbox for i in photo_items], min_size, size)
+            first_crop = next(crops)
+        except (OSError, ValueError) as exc:  # PhotoReadError names the photo and the reason
+            for item in photo_items:
+                yield item, None, str(exc)
+            continue
+        with closing(crops):
+            for item, crop in zip(photo_items, chain([first_crop], crops), strict=True):
+                if crop.image is None:
+                    yield item, None, "crop smaller than MIN_CROP_SIZE"
+                else:
+                    yield item, squash(crop.image, size), None
+
+
 def assign_detection(
-    factory: sessionmaker[Session], detection_id: int, *, threshold: float | None, model_id: str
+    factory: sessionmaker[Session],
+    detection_id: int,
+    *,
+    threshold: float | None,
+    model_id: str,
+    across_sites: bool = False,
 ) -> ReidResult:
     """Give one embedded detection a deer of its sex: its track's deer, a matching deer, or a new one.
 
@@ -152,7 +208,8 @@ def assign_detection(
     deer's sightings. Deer holding another track of the same event (or a box of
     the same photo) are never candidates: animals seen together are different
     animals. `threshold` None means no automatic merges: the track founds a new
-    deer, which waits for review."""
+    deer, which waits for review. Candidates come from the detection's own site
+    unless `across_sites`."""
     with factory() as session, session.begin():
         det = session.get(Detection, detection_id)
         if det is None:
@@ -169,7 +226,8 @@ def assign_detection(
             )
 
         sex = Sex(det.sex)
-        deer_store.lock_partition(session, sex)
+        site = None if across_sites else det.site
+        deer_store.lock_partition(session, sex, site)
         # Another worker may have assigned it while this one waited for the lock.
         session.refresh(det)
         if det.deer_id is not None:
@@ -201,7 +259,7 @@ def assign_detection(
             cand
             for vector in vectors
             for cand in deer_store.nearest_sightings(
-                session, vector, sex=sex, model_id=model_id, exclude_detection=det.id
+                session, vector, sex=sex, model_id=model_id, exclude_detection=det.id, site=site
             )
         ]
         # Without a threshold nothing joins, but the nearest deer is still recorded for review.
@@ -267,6 +325,7 @@ def reidentify(
     min_size: int,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
+    across_sites: bool = False,
 ) -> ReidSummary:
     """Embed (where needed), link tracks, and assign each detection, in capture-time order."""
     ids = list(detection_ids)
@@ -288,7 +347,13 @@ def reidentify(
             summary.results.append(ReidResult(det_id, Outcome.FAILED, error=errors[det_id]))
         else:
             summary.results.append(
-                assign_detection(factory, det_id, threshold=threshold, model_id=embedder.model_id)
+                assign_detection(
+                    factory,
+                    det_id,
+                    threshold=threshold,
+                    model_id=embedder.model_id,
+                    across_sites=across_sites,
+                )
             )
         if progress is not None:
             progress(1)

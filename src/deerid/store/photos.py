@@ -14,20 +14,45 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from deerid.domain.sites import DEFAULT_SITE, SiteError
 from deerid.models import Camera, Image
 
 
-def camera_id_for(session: Session, name: str, make: str | None = None, model: str | None = None) -> int:
-    """Id of the camera called `name`, creating it on first sight (safe under concurrent ingests)."""
+def camera_id_for(
+    session: Session,
+    name: str,
+    make: str | None = None,
+    model: str | None = None,
+    *,
+    site: str | None = None,
+) -> int:
+    """Id of the camera called `name`, creating it on first sight (safe under concurrent ingests).
+
+    With `site`, a new camera is created in it and a camera still in the default
+    site moves to it; a camera already in another named site is an error, since
+    silently moving it would change which animals its sightings may be."""
+    values: dict[str, Any] = {"name": name, "make": make, "model": model}
+    if site is not None:
+        values["site"] = site
     stmt = (
         insert(Camera)
-        .values(name=name, make=make, model=model)
+        .values(**values)
         .on_conflict_do_nothing(index_elements=[Camera.name])
         .returning(Camera.id)
     )
     camera_id = session.execute(stmt).scalar()
-    if camera_id is None:
-        camera_id = session.execute(sa.select(Camera.id).where(Camera.name == name)).scalar_one()
+    if camera_id is not None:
+        return camera_id
+    camera_id, current = session.execute(
+        sa.select(Camera.id, Camera.site).where(Camera.name == name).with_for_update()
+    ).one()
+    if site is not None and current != site:
+        if current != DEFAULT_SITE:
+            raise SiteError(
+                f"camera {name!r} belongs to site {current!r}, not {site!r}: ingest it with "
+                f"--site {current!r}, or move the camera first (PATCH /api/cameras/ID with a new site)"
+            )
+        session.execute(sa.update(Camera).where(Camera.id == camera_id).values(site=site))
     return camera_id
 
 

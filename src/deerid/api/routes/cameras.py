@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from deerid.api.deps import Reader, SessionDep, Writer
 from deerid.api.params import Id32
 from deerid.api.schemas import CameraOut, CameraPatch
+from deerid.domain.sites import DEFAULT_SITE, SiteError, check_site_name
 from deerid.models import Camera, Image
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -22,6 +23,7 @@ def camera_out(camera: Camera, photos: int) -> CameraOut:
         latitude=camera.latitude,
         longitude=camera.longitude,
         clock_offset_s=camera.clock_offset_s,
+        site=camera.site,
         photos=photos,
     )
 
@@ -53,6 +55,13 @@ def patch_camera(camera_id: Id32, body: CameraPatch, session: SessionDep) -> Cam
         taken = session.execute(sa.select(Camera.id).where(Camera.name == changes["name"])).scalar()
         if taken is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, f"another camera is called {changes['name']!r}")
+    if "site" in changes:
+        if changes["site"] is None:
+            changes["site"] = DEFAULT_SITE
+        try:
+            changes["site"] = check_site_name(changes["site"])
+        except SiteError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     for key, value in changes.items():
         if key == "clock_offset_s" and value is None:
             value = 0

@@ -4,16 +4,32 @@ Files are streamed into `<data dir>/uploads/<id>/` under their own base names
 (never a path from the request) and ingested in the background. Progress lives
 in `status.json` beside them, so any process can read it and a server restart
 shows an interrupted upload as such instead of "running" for ever.
+
+An upload is interrupted when the process that owned it is gone: the status
+names it by pid and start time, since a pid alone is reused (a container's
+server is pid 1 after every restart). A starting server resumes interrupted
+uploads by itself (`resume_interrupted`, from the app's lifespan), one after the
+other in a background thread; `POST /api/uploads/{id}/resume` does the same for
+one, and also retries a failed one. Either claims the upload under a lock file
+shared by every process of the data dir, so two servers never both resume it
+(F22).
+
+Errors and skip reasons are shown to API readers relative to the upload
+folder, never as absolute server paths (F28); status.json keeps them whole for
+the operator.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Annotated, Any
@@ -25,6 +41,7 @@ from deerid.api.deps import Reader, SettingsDep, Writer
 from deerid.core.config import Settings
 from deerid.ingest.scan import PHOTO_EXTENSIONS
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 CHUNK = 1 << 20
 MAX_FILE_BYTES = 200 * CHUNK  # a trail-camera JPEG is a few MB; this stops a runaway upload
@@ -38,6 +55,11 @@ def _dir(settings: Settings, upload_id: str) -> Path:
     except ValueError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}") from exc
     return settings.data_dir / "uploads" / upload_id
+
+
+def _owner() -> dict[str, Any]:
+    """This process, as status.json names the process that owns an upload."""
+    return {"pid": os.getpid(), "pid_started": psutil.Process().create_time()}
 
 
 def _now() -> str:
@@ -90,7 +112,7 @@ def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | No
 
         return advance
 
-    _write_status(folder, status="running", started_at=_now(), finished_at=None, error=None, pid=os.getpid())
+    _write_status(folder, status="running", started_at=_now(), finished_at=None, error=None, **_owner())
     try:
         report = ingest(settings, folder / "photos", detections, progress=progress).as_dict()
         _drop_skipped_photos(settings, folder / "photos")
@@ -179,7 +201,7 @@ async def _receive(
         photos_total=len(names),
         photos_done=0,
         has_detections=md_path is not None,
-        pid=os.getpid(),
+        **_owner(),
     )
     background.add_task(_run, settings, upload_id, folder, md_path)
     return state
@@ -191,19 +213,81 @@ def get_upload(upload_id: str, settings: SettingsDep) -> dict[str, Any]:
     path = folder / "status.json"
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
-    return _state(folder)
+    return _public(_state(folder), folder, settings.data_dir)
 
 
 def _state(folder: Path) -> dict[str, Any]:
     state: dict[str, Any] = json.loads((folder / "status.json").read_text())
     if state.get("status") in ("running", "queued") and not _alive(state):
-        # Its server stopped mid-way: POST /api/uploads/{id}/resume finishes it.
+        # Its server stopped mid-way: the next server start resumes it (or POST .../resume).
         state["status"] = "interrupted"
     return state
 
 
 def _alive(state: dict[str, Any]) -> bool:
-    return psutil.pid_exists(int(state.get("pid") or -1))
+    """Whether the process named in the status still runs; the same pid started later is another one."""
+    try:
+        proc = psutil.Process(int(state.get("pid") or -1))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = state.get("pid_started")
+        return started is None or abs(proc.create_time() - float(started)) < 0.5
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+_ABSOLUTE = re.compile(r"""(?<![^\s'"(=\[])/(?:[^\s'":,;()\[\]{}<>]+/)+([^\s'":,;()\[\]{}<>/]*)""")
+
+
+def _public(value: Any, folder: Path, data_dir: Path) -> Any:
+    """`value` with server paths made relative to the upload folder (F28): `photos/IMG_1.JPG`, not
+    `/srv/deerid/uploads/<id>/photos/IMG_1.JPG`; another absolute path keeps only its name."""
+    if isinstance(value, dict):
+        return {k: _public(v, folder, data_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v, folder, data_dir) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    for base in {str(folder.resolve()), str(folder)}:
+        value = value.replace(base + "/", "").replace(base, ".")
+    for base in {str(data_dir.resolve()), str(data_dir)}:
+        value = value.replace(base + "/", "<data dir>/").replace(base, "<data dir>")
+    return _ABSOLUTE.sub(lambda m: m.group(1) or "/", value)
+
+
+@contextmanager
+def _claims(settings: Settings) -> Iterator[None]:
+    """Held while an upload is checked and claimed: by threads here, and by other processes of this data
+    dir through a lock file, so that an interrupted upload is resumed once, not by every server."""
+    # Beside uploads/, not in it: every entry of uploads/ is an upload.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _resume_lock, open(settings.data_dir / ".uploads.lock", "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: the thread lock alone
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _claim(folder: Path, resumable: tuple[str, ...]) -> dict[str, Any] | None:
+    """Mark the upload queued by this process when its status is one of `resumable`; None otherwise.
+    Call with `_claims` held."""
+    state = _state(folder)
+    if state.get("status") not in resumable:
+        return None
+    return _write_status(folder, status="queued", resumed_at=_now(), **_owner())
+
+
+def _detections_of(folder: Path) -> Path | None:
+    md_path = folder / "detections.json"
+    return md_path if md_path.is_file() else None
 
 
 @router.post("/{upload_id}/resume", status_code=status.HTTP_202_ACCEPTED, dependencies=[Writer])
@@ -213,14 +297,47 @@ def resume_upload(upload_id: str, settings: SettingsDep, background: BackgroundT
     folder = _dir(settings, upload_id)
     if not (folder / "status.json").exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
-    with _resume_lock:
-        state = _state(folder)
-        if state.get("status") not in ("interrupted", "failed"):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"upload {upload_id} is {state.get('status')}: only an interrupted or failed upload resumes",
-            )
-        md_path = folder / "detections.json"
-        state = _write_status(folder, status="queued", pid=os.getpid(), resumed_at=_now())
-    background.add_task(_run, settings, upload_id, folder, md_path if md_path.is_file() else None)
-    return state
+    with _claims(settings):
+        state = _claim(folder, ("interrupted", "failed"))
+    if state is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"upload {upload_id} is {_state(folder).get('status')}: "
+            "only an interrupted or failed upload resumes",
+        )
+    background.add_task(_run, settings, upload_id, folder, _detections_of(folder))
+    return _public(state, folder, settings.data_dir)
+
+
+def resume_interrupted(settings: Settings) -> threading.Thread | None:
+    """Claim every interrupted upload of the data dir and finish them, oldest first, in one background
+    thread (F22): a server restart resumes what the last one left, without anyone asking. Failed
+    uploads are not retried by themselves (the same error would come back); the API retries them.
+    Returns the thread, or None when nothing was interrupted."""
+    root = settings.data_dir / "uploads"
+    if not root.is_dir():
+        return None
+    claimed: list[tuple[str, Path]] = []
+    with _claims(settings):
+        for status_file in root.glob("*/status.json"):
+            folder = status_file.parent
+            try:
+                state = _claim(folder, ("interrupted",))
+            except (OSError, ValueError) as exc:  # one unreadable status must not stop the server
+                log.warning("upload %s: cannot read its status: %s", folder.name, exc)
+                continue
+            if state is not None:
+                claimed.append((str(state.get("created_at") or ""), folder))
+    if not claimed:
+        return None
+
+    def finish() -> None:
+        for _, folder in sorted(claimed):
+            log.info("resuming interrupted upload %s", folder.name)
+            _run(settings, folder.name, folder, _detections_of(folder))
+
+    # A daemon: stopping the server must not wait for an ingest; one stopped half-way is
+    # interrupted again and resumed at the next start.
+    thread = threading.Thread(target=finish, name="deerid-upload-resume", daemon=True)
+    thread.start()
+    return thread

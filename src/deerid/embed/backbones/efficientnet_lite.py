@@ -89,11 +89,48 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ih, iw = x.shape[-2:]
         k, s = self.kernel_size[0], self.stride[0]
+        if torch.onnx.is_in_onnx_export():
+            # The exported input size is fixed per model, so the padding is a constant. Emitted as
+            # one ONNX Conv with asymmetric `pads`, not Pad + Conv: ONNX Runtime then runs every
+            # convolution in its fused blocked-layout kernels, about twice as fast on the CPU
+            # (docs/scale.md, "Inference runtime"). A traced size would leave a Shape→Pad chain
+            # per convolution that it can neither fold nor fuse.
+            ih, iw = int(ih), int(iw)
         pad_h = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
         pad_w = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        pads = (pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2)  # top, left, bottom, right
+        if torch.onnx.is_in_onnx_export():
+            return _PaddedConv.apply(x, self.weight, self.bias, s, self.groups, pads)
+        return _padded_conv(x, self.weight, self.bias, s, self.groups, pads)
+
+
+def _padded_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    groups: int,
+    pads: tuple[int, int, int, int],
+) -> torch.Tensor:
+    top, left, bottom, right = pads
+    if any(pads):
+        x = F.pad(x, [left, right, top, bottom])
+    return F.conv2d(x, weight, bias, stride, 0, 1, groups)
+
+
+class _PaddedConv(torch.autograd.Function):
+    """`_padded_conv`, exported to ONNX as a single Conv with asymmetric padding (inference only)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, groups, pads):  # type: ignore[override]
+        return _padded_conv(x, weight, bias, stride, groups, pads)
+
+    @staticmethod
+    def symbolic(g, x, weight, bias, stride, groups, pads):  # type: ignore[no-untyped-def]
+        inputs = [x, weight] if bias is None or bias.node().mustBeNone() else [x, weight, bias]
+        return g.op(
+            "Conv", *inputs, strides_i=[stride, stride], pads_i=list(pads), group_i=groups, dilations_i=[1, 1]
+        )
 
 
 class MBConv(nn.Module):
