@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sites.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/input_policy.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

@@ -205,14 +205,18 @@ def _tune_hnsw(session: Session, limit: int) -> None:
         ).scalar_one()
         major, minor = (int(p) for p in version.split(".")[:2])
         _iterative_scan[url] = (major, minor) >= (0, 8)
-    session.execute(sa.text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(100, 2 * limit))})
     # The planner costs an HNSW scan as if it read the whole table, so below ~100k rows it
     # picks a sequential (or bitmap) scan plus a sort: 22 ms instead of 2 ms at 10k
-    # sightings (benchmarks/ingest.py). Only for this query's transaction.
-    session.execute(sa.text("SELECT set_config('enable_seqscan', 'off', true)"))
-    session.execute(sa.text("SELECT set_config('enable_bitmapscan', 'off', true)"))
-    if _iterative_scan[url]:
-        session.execute(sa.text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
+    # sightings (benchmarks/ingest.py). Only for this query's transaction, and in one
+    # statement: each round trip costs as much as the index scan on a busy machine.
+    iterative = ", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if _iterative_scan[url] else ""
+    session.execute(
+        sa.text(
+            "SELECT set_config('hnsw.ef_search', :v, true), set_config('enable_seqscan', 'off', true),"
+            f" set_config('enable_bitmapscan', 'off', true){iterative}"
+        ),
+        {"v": str(max(100, 2 * limit))},
+    )
 
 
 def deer_in_image(session: Session, image_id: int, *, except_detection: int) -> set[uuid.UUID]:
