@@ -19,9 +19,16 @@ from deerid.core.config import Settings
 from deerid.embed.embedder import get_embedder
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import input_policy
-from openset_cv import folds
+# The benchmarks folder is on the path only while they import: it holds a `profile.py` that
+# would shadow the standard library's for every later `import cProfile` in this process.
+_BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+sys.path.insert(0, _BENCHMARKS)
+try:
+    import input_policy
+    from openset_cv import folds
+finally:
+    # The benchmarks add their own folder too, once each.
+    sys.path[:] = [p for p in sys.path if p.rstrip("/") != _BENCHMARKS]
 
 NYALA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nyala" / "train"
 
