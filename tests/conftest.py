@@ -63,6 +63,22 @@ def database_url(pg_root: str) -> str:
     return create_database(pg_root)
 
 
+@pytest.fixture(autouse=True)
+def _close_test_engines() -> Iterator[None]:
+    """Close the pools a test opened. Each test gets its own database, and the process keeps
+    one pool per database, so without this idle connections pile up until the server's
+    100-client limit refuses the later tests (CI failed that way in test_worker)."""
+    from deerid.db import session as db_session
+
+    before = set(db_session._engines)
+    yield
+    with db_session._engines_lock:
+        opened = [key for key in db_session._engines if key not in before]
+        engines = [db_session._engines.pop(key) for key in opened]
+    for engine in engines:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One model cache for the run, as a user's data dir would keep it."""
