@@ -135,6 +135,28 @@ def effort(folds: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _scoring_cost(factory: Any, model: str, repeats: int = 7) -> dict[str, float]:
+    """A screen after a merge (snapshot, ranking rebuilt, next screen), candidates ordered by the
+    best pair alone versus as sets of views (the shipped default), interleaved in one run so the
+    machine's load falls on both alike."""
+    from deerid.store.review import ReviewCache, load_gallery
+
+    cache = ReviewCache()
+    with factory() as s:
+        load_gallery(s, model, cache)  # vectors and nearest pairs, kept as the API keeps them
+    times: dict[str, list[float]] = {"max": [], "both": []}
+    for _ in range(repeats):
+        for scoring, out in times.items():
+            cache.forget_ranked()
+            started = time.perf_counter()
+            with factory() as s:
+                graph = load_gallery(s, model, cache).graph
+                graph.scoring = scoring  # type: ignore[assignment]
+                graph.next_screen()
+            out.append(1000 * (time.perf_counter() - started))
+    return {f"after_merge_{k}_ms_median": round(statistics.median(v), 1) for k, v in times.items()}
+
+
 def screen_speed(root_url: str, size: int, repeats: int = 30) -> dict[str, Any]:
     """Median time of GET /api/review/next with `size` stored sightings."""
     from fastapi.testclient import TestClient
@@ -202,8 +224,10 @@ def screen_speed(root_url: str, size: int, repeats: int = 30) -> dict[str, Any]:
             (after_merge if n % 3 == 2 else timings).append(elapsed)
             assert res.status_code == 200
             screen = res.json()
+    scoring_ms = _scoring_cost(factory, model)
     dispose_engines()
     return {
+        **scoring_ms,
         "gallery_sightings": size,
         "first_screen_ms": round(first_ms, 1),
         "screen_ms_median": round(statistics.median(timings + after_merge), 1),

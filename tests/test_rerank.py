@@ -224,7 +224,8 @@ def test_real_nyala_forms_agree_with_the_product(
     so every re-ranked row of docs/ranking.md is on the product's scale; (2) k-reciprocal at λ=1
     ranks exactly as the cosine; (3) "best pair" set scores over sightings are what the review
     queue (ReviewGraph, one profile per sighting) shows as each candidate's score; (4) the
-    per-query re-score on a 32-nearest table equals the evaluated matrix."""
+    per-query re-score on a 32-nearest table equals the evaluated matrix; (5) the queue orders
+    candidates by the benchmark's "average of best pair and mean vector"."""
     x, ind, sig = nyala_subset
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     assert len(set(ind)) == 10 and len(x) >= 30
@@ -242,6 +243,16 @@ def test_real_nyala_forms_agree_with_the_product(
     for query in range(unit.max() + 1):
         for c in graph.candidates(query, k=8):
             assert c.score == pytest.approx(best[query, c.profile])
+
+    # (5) The queue's default order is the average of the best pair and the mean vectors' cosine,
+    # measured best for ranking at level review effort (docs/ranking.md).
+    means = rerank.mean_vectors(x, unit)
+    both = (best + means @ means.T) / 2
+    for query in range(unit.max() + 1):
+        shown = [c.profile for c in graph.candidates(query, k=8)]
+        others = np.delete(np.arange(unit.max() + 1), query)
+        expected = others[np.argsort(-both[query, others], kind="stable")][: len(shown)]
+        np.testing.assert_allclose(both[query, shown], both[query, expected], atol=1e-9)
 
     tuned = rerank.k_reciprocal_similarity(x, k1=5, k2=2, lam=0.6, same_unit=unit)
     table, _ = rerank.knn_table(x @ x.T, 32, same_unit=unit)

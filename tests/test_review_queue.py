@@ -52,6 +52,30 @@ def test_blocks_survive_merges_and_merged_profiles_use_every_view() -> None:
     assert g.candidates(0, k=9) == ()  # 3 is blocked, nothing else left
 
 
+def test_sets_of_views_rank_by_best_pair_and_mean_vector_together() -> None:
+    """Tried: a query seen from two sides, a candidate close to one side only and one close to
+    the middle of both. The default ranks them as sets (best pair averaged with the mean
+    vectors' cosine), so the all-round match comes first; "max" (best pair alone) puts the
+    one-sided look-alike first. Either way the score and probability shown are the best pair's."""
+    q1, q2 = unit(1), unit(2)
+    middle = (q1 + q2) / np.linalg.norm(q1 + q2)
+    one_sided, all_round = near(q1, 0.8, 3), near(middle, 0.95, 4)
+    vectors = np.stack([q1, q2, one_sided, all_round])
+    owner = [0, 0, 1, 2]
+    default = ReviewGraph.from_vectors(vectors, owner)
+    by_pair = ReviewGraph.from_vectors(vectors, owner, scoring="max")
+    assert default.scoring == "both"
+    assert [c.profile for c in default.candidates(0, k=2)] == [2, 1]
+    assert [c.profile for c in by_pair.candidates(0, k=2)] == [1, 2]
+    for c in default.candidates(0, k=2):
+        best = float(max(vectors[c.via_candidate] @ q1, vectors[c.via_candidate] @ q2))
+        assert c.score == pytest.approx(best, abs=1e-6) and c.probability == pytest.approx(best, abs=1e-6)
+    # The screen's priority is the probability of those best pairs, whatever the order.
+    screen = default.next_screen(k=2)
+    assert screen is not None and screen.query == 0
+    assert screen.priority == pytest.approx(1 - np.prod([1 - c.probability for c in screen.candidates]))
+
+
 def test_retired_queries_and_exclusions() -> None:
     a = unit(1)
     g = graph_of([a, near(a, 0.9, 2), near(a, 0.5, 3)], [0, 1, 2])

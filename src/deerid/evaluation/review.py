@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, uncalibrated
+from deerid.domain.review import DEFAULT_K, DEFAULT_SCORING, Probability, ReviewGraph, Scoring, uncalibrated
 from deerid.evaluation.clustering import partition_metrics
 from deerid.evaluation.data import LabelledSet
 
@@ -117,12 +117,13 @@ def simulate_review(
     k: int = DEFAULT_K,
     probability: Probability = uncalibrated,
     budget: float = DEFAULT_BUDGET,
+    scoring: Scoring = DEFAULT_SCORING,
 ) -> ReviewCurve:
     """Run the review queue with an oracle until every pair is decided, `budget` is spent, or
     every reported figure is known (F1 0.95 reached and 1 decision per image made)."""
     owner, joins = automatic_profiles(data, threshold)
     graph = ReviewGraph.from_vectors(
-        data.vectors, owner, same_unit=data.sighting, all_pairs_limit=EXACT_LIMIT
+        data.vectors, owner, same_unit=data.sighting, all_pairs_limit=EXACT_LIMIT, scoring=scoring
     )
     truth = data.individual
 

@@ -66,6 +66,10 @@ class ReviewCache:
         """Where a snapshot keeps its ranked candidates for the next one (see ReviewGraph.memo)."""
         return self._ranked.setdefault(model_id, {})
 
+    def forget_ranked(self) -> None:
+        """Drop the ranked candidates kept between snapshots, as a merge does (benchmarks)."""
+        self._ranked.clear()
+
     def pairs(self, session: Session, model_id: str, ids: np.ndarray) -> _Pairs:
         with self._lock:
             cached = self._pairs.get(model_id)
