@@ -30,13 +30,17 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backbones.py
 	$(BIN)/python benchmarks/encounter_gap.py
 	$(BIN)/python benchmarks/review.py --feeder
-	$(BIN)/python benchmarks/profile.py
+	$(BIN)/python benchmarks/profile_updates.py
 	$(BIN)/python benchmarks/runtime.py
 	$(BIN)/python benchmarks/million.py
 	$(BIN)/python benchmarks/sites.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/input_policy.py
+	$(BIN)/python benchmarks/adapt.py
+	$(BIN)/pip install -q 'opencv-python-headless>=4.5'  # the optional [local] extra
+	$(BIN)/python benchmarks/local_features.py
+	$(BIN)/python benchmarks/strip.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache artifacts

@@ -11,7 +11,7 @@ exactly what migration 0001 and models.py define: hnsw, vector_cosine_ops,
 pgvector's defaults m=16, ef_construction=64) is built on the loaded rows.
 
 Vectors are clustered as real sightings are (as benchmarks/ingest.py and
-profile.py build them): each deer has a centre drawn from N(0, I) in 512
+profile_updates.py build them): each deer has a centre drawn from N(0, I) in 512
 dimensions and each sighting is centre + 0.35 * N(0, I), L2-normalised in
 float32 (cosine ~0.94 to the centre, ~0.89 between two sightings of one deer,
 ~0 across deer). Sightings per deer are a spread: 60 % of deer have 1-10, 30 %

@@ -19,8 +19,8 @@ from deerid.core.config import Settings
 from deerid.embed.embedder import get_embedder
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics
 
-# The benchmarks folder is on the path only while they import: it holds a `profile.py` that
-# would shadow the standard library's for every later `import cProfile` in this process.
+# The benchmarks folder is on the path only while they import: its module names (ingest,
+# review, ...) must not shadow anything imported later in this process.
 _BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 sys.path.insert(0, _BENCHMARKS)
 try:

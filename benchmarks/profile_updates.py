@@ -1,6 +1,6 @@
 """match + store latency against the number of sightings of the matched deer.
 
-    python benchmarks/profile.py [--sizes 5,500,5000] [--queries 30] [--background 2000]
+    python benchmarks/profile_updates.py [--sizes 5,500,5000] [--queries 30] [--background 2000]
                                  [--modes incremental,full,before] [--json]
 
 One fresh database holds a background gallery (`--background` buck sightings,
