@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything deerid needs on a fresh Debian machine: system packages
-# (Redis for the Celery worker path, Chromium for the dashboard tests) and a
-# virtualenv with the package. Idempotent: a second run only checks.
+# (Redis for the Celery worker path, Chromium for the dashboard tests, Tesseract
+# for the photos' info strips) and a virtualenv with the package. Idempotent: a
+# second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)   # Celery broker for the worker tests
 command -v chromium >/dev/null || need_apt+=(chromium)           # the dashboard's browser tests
+command -v tesseract >/dev/null || need_apt+=(tesseract-ocr)     # reads the info strip on photos (docs/strip.md)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "setup: installing ${need_apt[*]} from Debian"

@@ -368,3 +368,86 @@ def test_shell_hands_its_token_to_this_machine_only(feeder: Settings) -> None:
     # A name rebound to 127.0.0.1 (DNS rebinding) gets no token either.
     rebound = TestClient(app, base_url="http://attacker.example:8000").get("/")
     assert rebound.status_code == 200 and TOKEN not in rebound.text
+
+
+def test_season_page_map_and_activity_plots(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
+    """Tried: with every camera placed, the season page of the newest photo (from 1 Aug 2024)
+    lists the season's deer with their counts and "new this week" badges and draws each camera
+    as a dot on a tile-free map; the sex filter narrows the list; "earlier season" moves a year
+    back. A deer's page draws its visits by daylight (5 phases), moon (8) and season week."""
+    for n, cam in enumerate(api.get("/api/cameras").json()):
+        placed = api.patch(
+            f"/api/cameras/{cam['id']}", json={"latitude": 39.96 + 0.004 * n, "longitude": -83.0 + 0.006 * n}
+        )
+        assert placed.status_code == 200, placed.text
+    season = api.get("/api/season").json()
+    assert season["start"] == "2024-08-01" and season["deer"]
+    page.goto("/season")
+    expect(page.locator("h1")).to_have_text("Season 2024-08-01 – 2025-07-31")
+    expect(page.locator("#season-deer tbody tr")).to_have_count(len(season["deer"]))
+    expect(page.locator("#season-stats .stat").nth(0)).to_contain_text(f"{season['bucks']}bucks seen")
+    expect(page.locator("#season-deer .badge.new")).to_have_count(season["new_this_week"])
+    visited = [c for c in season["cameras"] if c["visits"]]
+    expect(page.locator(".camera-map .camera-dot")).to_have_count(len(season["cameras"]))
+    for c in visited:
+        expect(page.locator(f'.camera-map .camera-dot[data-camera="{c["camera"]["id"]}"]')).to_contain_text(
+            f"({c['visits']})"
+        )
+    page.wait_for_function(ALL_LOADED, arg="#season-deer img")
+    shot(page, artifacts_dir, "season")
+
+    does = [d for d in season["deer"] if d["deer"]["sex"] == "doe"]
+    page.select_option("#season-sex", "doe")
+    expect(page).to_have_url(re.compile(r"/season\?sex=doe$"))
+    expect(page.locator("#season-deer tbody tr")).to_have_count(len(does))
+    page.click("#season-prev")
+    expect(page.locator("h1")).to_have_text("Season 2023-08-01 – 2024-07-31")
+    shot(page, artifacts_dir, "season-earlier")
+
+    deer = season["deer"][0]["deer"]
+    visits = api.get(f"/api/deer/{deer['id']}/activity").json()
+    page.goto(f"/deer/{deer['id']}")
+    expect(page.locator(".daylight-chart rect")).to_have_count(5)
+    expect(page.locator(".moon-chart rect")).to_have_count(8)
+    expect(page.locator(".week-chart rect.bar:not(.empty)")).to_have_count(len(visits["by_week"]))
+    expect(page.locator(".charts-note")).to_contain_text(f"{visits['visits']} visit")
+    page.wait_for_function(ALL_LOADED, arg=".deer-head img, #sightings img")
+    shot(page, artifacts_dir, "deer-activity")
+
+
+def test_star_filter_and_years_side_by_side(page: Page, api: httpx.Client, artifacts_dir: Path) -> None:
+    """Tried: starring a deer from its page, the gallery's "starred only" filter, linking another
+    profile as the same deer in another year through the picker (both shown side by side), then
+    unlinking it; each change read back through the API."""
+    a, b = deer_with_own_photos(api, 2)
+    page.goto(f"/deer/{a['id']}")
+    expect(page.locator("#years")).to_contain_text("Link another year")
+    page.click("#star-deer")
+    expect(page.locator("#star-deer")).to_have_text("★ Starred")
+    expect(page.locator("#deer-name .star")).to_have_count(1)
+    assert api.get(f"/api/deer/{a['id']}").json()["starred"] is True
+
+    starred = api.get("/api/deer", params={"starred": "true"}).json()["items"]
+    page.goto("/")
+    page.check("#f-starred")
+    expect(page).to_have_url(re.compile(r"[?&]starred=1"))
+    expect(page.locator("#deer-grid .deer-card")).to_have_count(len(starred))
+    expect(page.locator(f'#deer-grid .deer-card[data-id="{a["id"]}"] .star')).to_have_count(1)
+    shot(page, artifacts_dir, "gallery-starred")
+
+    page.goto(f"/deer/{a['id']}")
+    page.click("#link-year")
+    page.fill("#pick-q", b["name"])
+    page.click(f'.pick-item[data-id="{b["id"]}"]')
+    page.click("#pick-confirm")
+    expect(page.locator("#years .year-card")).to_have_count(2)
+    expect(page.locator(f'#years .year-card[data-id="{b["id"]}"]')).to_contain_text(b["name"])
+    assert [y["deer"]["id"] for y in api.get(f"/api/deer/{b['id']}/years").json()] != [b["id"]]
+    page.wait_for_function(ALL_LOADED, arg="#years img")
+    shot(page, artifacts_dir, "deer-years")
+
+    page.click(f'#years .year-card[data-id="{b["id"]}"] .unlink-year')
+    expect(page.locator("#years .year-card")).to_have_count(0)
+    assert [y["deer"]["id"] for y in api.get(f"/api/deer/{b['id']}/years").json()] == [b["id"]]
+    page.click("#star-deer")
+    expect(page.locator("#star-deer")).to_have_text("☆ Star")

@@ -232,11 +232,12 @@ def test_rerunning_the_ingest_changes_nothing(feeder) -> None:  # type: ignore[n
     assert third.photos_new == 0 and third.detections_new == 0 and third.reidentified == 0
 
 
-def test_a_photo_without_a_time_is_its_own_event_and_says_so(feeder) -> None:  # type: ignore[no-untyped-def]
-    """IMG_0988 (Simmons) has no EXIF time: its time is the file's, so it is an event of its own
-    and the event's reason says why."""
+def test_a_photo_without_exif_time_takes_its_strip_time(feeder) -> None:  # type: ignore[no-untyped-def]
+    """IMG_0988 (Simmons) has no EXIF time: its time is read off its info strip (docs/strip.md), so it is
+    an ordinary event of its camera at 2020-10-18 11:08:54, not a photo without a trustworthy time.
+    (A photo whose strip is unreadable too keeps the file time and its own event: test_strip_ingest.py.)"""
     event = event_of(feeder["settings"], "IMG_0988.JPG")
-    assert event.reason is not None and "file's modification time" in event.reason
+    assert event.reason is None and event.start_at == datetime(2020, 10, 18, 11, 8, 54)
     with session_factory(feeder["settings"])() as s:
         assert s.execute(sa.select(sa.func.count()).where(Image.event_id == event.id)).scalar_one() == 1
 

@@ -92,8 +92,9 @@ def test_capture_times_and_cameras_come_from_exif(feeder) -> None:  # type: igno
     by_name = {Path(img.path).name: (img, cam) for img, cam in rows}
     for entry in GROUND_TRUTH["images"]:
         img, cam = by_name[entry["file"]]
-        if entry["datetime"] is None:  # IMG_0988: no usable EXIF, so its camera is its folder
-            assert img.captured_at_source == "file_mtime" and cam == "folder feeder"
+        if entry["datetime"] is None:  # IMG_0988: no usable EXIF: time from its info strip, camera its folder
+            assert img.captured_at_source == "strip" and cam == "folder feeder"
+            assert img.captured_at == datetime.fromisoformat(entry["strip_datetime"])
         else:
             assert img.captured_at == datetime.fromisoformat(entry["datetime"]), entry["file"]
             assert img.captured_at_source == "exif_datetime_original"

@@ -33,6 +33,12 @@ models_app = typer.Typer(
 app.add_typer(deer_app, name="deer")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+export_app = typer.Typer(help="Export sightings: a Camtrap DP package or a CSV.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+deployments_app = typer.Typer(
+    help="Deployments: a camera at a place between two dates, with coordinates.", no_args_is_help=True
+)
+app.add_typer(deployments_app, name="deployments")
 
 # Piped output (logs, `| less`) would otherwise be squeezed to 80 columns and truncate dates.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -65,12 +71,14 @@ def _user_errors() -> Iterator[None]:
     from deerid.domain.sites import SiteError
     from deerid.embed.weights import WeightsUnavailableError
     from deerid.ingest.megadetector import DetectionsFileError
+    from deerid.store.curation import CurationError
     from deerid.tasks.celery_app import BrokerUnavailableError
 
     try:
         yield
     except (
         BrokerUnavailableError,
+        CurationError,
         DetectionsFileError,
         DatabaseError,
         EmbeddedDatabaseError,
@@ -277,6 +285,14 @@ def ingest(
             help="One folder per camera: a photo's first folder under PHOTOS_DIR names its camera.",
         ),
     ] = False,
+    camera_from_strip: Annotated[
+        bool,
+        typer.Option(
+            "--camera-from-strip",
+            help="Name each photo's camera after the name printed on its info strip (read with "
+            "Tesseract, docs/strip.md); photos whose strip has no name fall back as usual.",
+        ),
+    ] = False,
     site: Annotated[
         str | None,
         typer.Option(
@@ -288,6 +304,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")] = False,
 ) -> None:
     """Store photos and their detections, and re-identify every deer big enough."""
+    from deerid.ingest.strip import TesseractMissing
     from deerid.pipeline.ingest import ingest as run_ingest
 
     settings = _settings()
@@ -308,12 +325,15 @@ def ingest(
                 detections,
                 camera=camera,
                 camera_from_folder=camera_from_folder,
+                camera_from_strip=camera_from_strip,
                 site=site,
                 reidentify=reid,
                 progress=_progress_factory(progress),
             )
         except PermissionError as exc:  # the photo folder itself (an unreadable sub-folder is skipped)
             _fail(f"permission denied: {exc.filename or photos_dir}")
+        except TesseractMissing as exc:  # only --camera-from-strip needs it; else a warning
+            _fail(str(exc))
     out = report.as_dict()
     if not as_json:
         _print_ingest_summary(out)
@@ -385,12 +405,35 @@ def _print_ingest_summary(out: dict[str, Any], to: Console = console) -> None:
         )
         + f"\ntime: {out['seconds']:.1f} s"
     )
+    _print_strip_summary(out, say)
     if out["skipped"]:
         say(f"skipped ({len(out['skipped'])}):")
         for item in out["skipped"][:50]:
             say(f"  {item['file']}: {item['reason']}")
         if len(out["skipped"]) > 50:
             say(f"  … and {len(out['skipped']) - 50} more (use --json for all)")
+
+
+def _print_strip_summary(out: dict[str, Any], say: Any) -> None:
+    """Info strips (docs/strip.md): what was read, EXIF/strip disagreements, time fallbacks."""
+    for warning in out.get("warnings", []):
+        say(f"warning: {warning}")
+    read, unreadable = out.get("strips_read", 0), out.get("strips_unreadable", 0)
+    if read or unreadable:
+        say(
+            f"info strips: {read} read, {unreadable} unreadable ({out.get('strip_seconds', 0.0):.1f} s); "
+            f"{out.get('time_from_strip', 0)} photos without an EXIF time took the strip's time"
+        )
+    disagreements = out.get("strip_disagreements", [])
+    if disagreements:
+        say(f"EXIF and strip disagree ({len(disagreements)}):")
+        for item in disagreements[:50]:
+            say(f"  {item['file']}: EXIF {item['exif']}, strip {item['strip']} ({item['offset_s']:+.0f} s)")
+    fallbacks = out.get("time_fallbacks", [])
+    if fallbacks:
+        say(f"time from the file, not the camera ({len(fallbacks)}):")
+        for item in fallbacks[:50]:
+            say(f"  {item['file']}: {item['reason']}")
 
 
 def _cameras_text(cameras: list[dict[str, Any]]) -> str:
@@ -406,9 +449,10 @@ def _fmt_time(value: Any) -> str:
 @deer_app.command("list")
 def deer_list(
     sex: Annotated[str | None, typer.Option(help="doe, fawn, buck or unknown.")] = None,
+    starred: Annotated[bool, typer.Option("--starred", help="Only starred deer (the hit list).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """One row per deer: id, name, sex, first/last seen, sightings, cameras."""
+    """One row per deer: id, name, sex, first/last seen, sightings, cameras (★: starred)."""
     from deerid.db.session import session_factory
     from deerid.domain.classes import Sex
     from deerid.store.views import DeerFilter, list_deer
@@ -419,7 +463,7 @@ def deer_list(
     except ValueError:
         _fail(f"unknown sex {sex!r}: use one of {', '.join(s.value for s in Sex)}")
     with _user_errors(), session_factory(settings)() as session:
-        _, found = list_deer(session, DeerFilter(sex=sex_filter), limit=1_000_000)
+        _, found = list_deer(session, DeerFilter(sex=sex_filter, starred=starred or None), limit=1_000_000)
         rows = [(deer, cameras) for deer, _, cameras in found]
     if as_json:
         print(
@@ -434,6 +478,7 @@ def deer_list(
                         "sightings": r.sighting_count,
                         "confidence": r.confidence,
                         "cameras": cameras,
+                        "starred": r.starred,
                     }
                     for r, cameras in rows
                 ]
@@ -444,7 +489,7 @@ def deer_list(
     for r, cameras in rows:
         table.add_row(
             str(r.id)[:8],
-            r.name,
+            f"★ {r.name}" if r.starred else r.name,
             r.sex.value,
             _fmt_time(r.first_seen),
             _fmt_time(r.last_seen),
@@ -453,6 +498,53 @@ def deer_list(
         )
     console.print(table)
     console.print(f"{len(rows)} deer")
+
+
+@deer_app.command("star")
+def deer_star(
+    deer: Annotated[str, typer.Argument(help="Deer id (or a unique prefix of it) or exact name.")],
+    off: Annotated[bool, typer.Option("--off", help="Take the star away.")] = False,
+) -> None:
+    """Put a deer on the hit list (or take it off): `deer list --starred` shows the list."""
+    from deerid.db.session import session_factory
+    from deerid.store.deer import find_deer
+    from deerid.store.links import set_starred
+
+    settings = _settings()
+    with _user_errors(), session_factory(settings)() as session, session.begin():
+        found = find_deer(session, deer)
+        if found is None:
+            _fail(f"no deer matches {deer!r}")
+        set_starred(session, found.id, not off)
+        name = found.name
+    console.print(f"{escape(name)}: {'unstarred' if off else 'starred ★'}")
+
+
+@deer_app.command("link")
+def deer_link(
+    deer: Annotated[str, typer.Argument(help="One profile (id, id prefix or exact name).")],
+    other: Annotated[str, typer.Argument(help="The same animal's profile of another year.")],
+    note: Annotated[str | None, typer.Option(help="Why you think so (kept with the link).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the link instead.")] = False,
+) -> None:
+    """Say two profiles are one deer in different years (antlers change every season); they stay
+    two profiles, shown side by side."""
+    from deerid.db.session import session_factory
+    from deerid.store.deer import find_deer
+    from deerid.store.links import link, unlink, years
+
+    settings = _settings()
+    with _user_errors(), session_factory(settings)() as session, session.begin():
+        a, b = find_deer(session, deer), find_deer(session, other)
+        if a is None or b is None:
+            _fail(f"no deer matches {(deer if a is None else other)!r}")
+        if remove:
+            if not unlink(session, a.id, b.id):
+                _fail(f"{a.name} and {b.name} are not linked")
+        else:
+            link(session, a.id, b.id, note)
+        group = [(y.season, y.deer.name) for y in years(session, a.id, settings.season_month_day)]
+    console.print("  ".join(f"{season}: {escape(name)}" for season, name in group))
 
 
 @deer_app.command("show")
@@ -523,6 +615,52 @@ def deer_show(
             Path(s.image.path).name,
         )
     console.print(table)
+
+
+@app.command()
+def report(
+    deer: Annotated[str, typer.Argument(help="Deer id (or a unique prefix of it) or exact name.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: in the data dir).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A deer's activity in visits as PNG plots: by hour, daylight phase, moon phase, season week."""
+    from deerid.db.session import session_factory
+    from deerid.domain.activity import activity
+    from deerid.report.activity import write_activity_plots
+    from deerid.store.activity import visits
+    from deerid.store.deer import find_deer
+
+    settings = _settings()
+    with _user_errors(), session_factory(settings)() as session:
+        found = find_deer(session, deer)
+        if found is None:
+            _fail(f"no deer matches {deer!r}")
+        counts = activity(
+            visits(session, deer_id=found.id),
+            settings.camera_zone,
+            season=settings.season_month_day,
+            configured=settings.timezone is not None,
+        )
+    folder = out or settings.data_dir / "reports" / f"activity-{found.id}"
+    paths = write_activity_plots(folder, found.name, counts)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "deer": str(found.id),
+                    "name": found.name,
+                    "visits": counts.visits,
+                    "undated": counts.undated,
+                    "by_daylight": counts.by_daylight,
+                    "by_moon": counts.by_moon,
+                    "plots": [str(p) for p in paths],
+                }
+            )
+        )
+        return
+    console.print(f"[bold]{escape(found.name)}[/]: {counts.visits} visits ({counts.undated} without a time)")
+    for path in paths:
+        console.print(f"  {escape(str(path))}")
 
 
 @app.command()
@@ -885,6 +1023,101 @@ def train(
     )
 
 
+@app.command()
+def adapt(
+    out: Annotated[str, typer.Option(help="Name of the adapted model (a folder under the data dir).")] = "",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs over the crops (default 6).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: DEVICE).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fine-tune the embedding on the stored, unlabelled deer crops (tracks as positives,
+    clusters as pseudo-labels); resumable, seeded. Not activated: see `deerid models use`."""
+    import shutil
+    from dataclasses import replace
+
+    from deerid.embed.backbones import available_backbones
+    from deerid.training.adapt import (
+        AdaptConfig,
+        AdaptDataError,
+        adapt_progress_line,
+        check_gallery,
+        finished,
+        write_info,
+    )
+    from deerid.training.adapt import adapt as run_adapt
+    from deerid.training.gallery import export_crops, gallery_boxes, source_key
+
+    settings = _settings()
+    if not out or "/" in out or out.startswith(".") or out in available_backbones():
+        _fail("give --out NAME: a plain folder name for the new model, not a backbone name")
+    config = AdaptConfig()
+    config.train = replace(config.train, seed=seed, device=device or settings.device)
+    if epochs is not None:
+        config.train.epochs = epochs
+    model_dir = settings.models_dir / out
+    quarters_shown: dict[str, int] = {}
+
+    def report_progress(event: dict[str, Any]) -> None:
+        if as_json:
+            return
+        if event.get("phase") in ("cache", "crops"):
+            # One line per quarter is enough for the long per-image passes.
+            quarter = 4 * event["done"] // max(1, event["total"])
+            if quarter <= quarters_shown.get(event["phase"], 0):
+                return
+            quarters_shown[event["phase"]] = quarter
+        err.print(adapt_progress_line(event), soft_wrap=True)
+
+    with _user_errors():
+        boxes = gallery_boxes(settings)
+    key = source_key(boxes, config.key_json())
+    model = finished(model_dir, key, field="source_key")
+    if model is not None:
+        report_progress({"phase": "done", "reused": True, "model_id": model.model_id})
+    else:
+        try:
+            check_gallery(
+                [b.encounter for b in boxes], min_crops=config.min_crops, min_multi_view=config.min_multi_view
+            )
+            err.print(
+                f"adapting {config.train.backbone} @ {config.train.input_size} "
+                f"on {len(boxes)} stored deer crops",
+                soft_wrap=True,
+            )
+            crops, problems = export_crops(
+                settings,
+                boxes,
+                model_dir / "crops",
+                config.train.input_size,
+                progress=lambda done, total: report_progress(
+                    {"phase": "crops", "done": done, "total": total}
+                ),
+            )
+            for problem in problems:
+                err.print(f"[yellow]skipped:[/] {problem}", soft_wrap=True)
+            model = run_adapt(crops, config, model_dir, progress=report_progress)
+        except AdaptDataError as exc:
+            _fail(str(exc))
+        # Keyed on the database rows, so that a finished run is found before any crop is cut.
+        model.info["adapted"]["source_key"] = key
+        write_info(model_dir, model.info)
+        shutil.rmtree(model_dir / "crops", ignore_errors=True)
+    summary = {"name": out, "model_id": model.model_id, "path": str(model.model_dir), **model.info}
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    adapted = model.info.get("adapted", {})
+    console.print(
+        f"adapted model [bold]{out}[/] ({model.model_id}) in {model.model_dir}\n"
+        f"from {adapted.get('crops')} crops in {adapted.get('encounters')} tracks, "
+        f"{adapted.get('clusters')} pseudo-identities\n"
+        f"calibration: none (no labels); run `deerid calibrate --model {out}` before automatic merges\n"
+        f"use it with: deerid models use {out} && deerid reembed",
+        soft_wrap=True,
+    )
+
+
 def _store_trained_calibration(settings: Settings, model_id: str, info: dict[str, Any]) -> bool:
     """Store the calibration `deerid train` measured on its held-out individuals; True if there was one."""
     from deerid.registry import calibration
@@ -1110,6 +1343,141 @@ def db_reindex() -> None:
         conn.execute(sa.text("REINDEX INDEX ix_detections_embedding_hnsw"))
         conn.execute(sa.text("REINDEX INDEX ix_deer_feature_vector_hnsw"))
     console.print("vector indexes rebuilt")
+
+
+_TIMEZONE_HELP = "The cameras' timezone (IANA name, e.g. America/Chicago); unset: UTC, flagged as an issue."
+
+
+def _export_options(
+    timezone: str | None, title: str | None = None, contributors: list[str] | None = None
+) -> tuple[Settings, Any]:
+    """The settings and the export's options (Any: deerid.export is imported only when used)."""
+    from deerid.export.common import ExportOptions, calibrated_probability, parse_timezone
+
+    settings = _settings()
+    return settings, ExportOptions(
+        timezone=parse_timezone(timezone),
+        probability=calibrated_probability(settings),
+        title=title or "deerid export",
+        contributors=tuple(contributors or ()),
+    )
+
+
+@export_app.command("camtrap-dp")
+def export_camtrap_dp(
+    out: Annotated[Path, typer.Argument(help="Folder to write the package into (new or empty).")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that holds files.")] = False,
+    timezone: Annotated[str | None, typer.Option("--timezone", help=_TIMEZONE_HELP)] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title of the package and project.")] = None,
+    contributor: Annotated[
+        list[str] | None, typer.Option("--contributor", help="A person who made the data (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Write a Camtrap DP 1.0 package: deployments, media, observations and individuals (docs/export.md)."""
+    from deerid.db.session import session_scope
+    from deerid.export.camtrap import write_package
+    from deerid.export.common import ExportError
+
+    with _user_errors():
+        try:
+            settings, options = _export_options(timezone, title, contributor)
+            with session_scope(settings) as session:
+                summary = write_package(session, out, options, force=force)
+        except ExportError as exc:
+            _fail(str(exc))
+    if as_json:
+        print(json.dumps({"path": str(out), **summary.as_dict()}))
+        return
+    console.print(
+        f"wrote {summary.deployments} deployments, {summary.media} photos, {summary.observations} "
+        f"observations and {summary.individuals} individuals to {escape(str(out))}"
+    )
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning:[/] {escape(_printable(warning))}", soft_wrap=True)
+
+
+@export_app.command("csv")
+def export_csv(
+    out: Annotated[Path, typer.Argument(help="CSV file to write: one row per sighting.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
+    timezone: Annotated[str | None, typer.Option("--timezone", help=_TIMEZONE_HELP)] = None,
+) -> None:
+    """Write every sighting (deer box) as one CSV row: photo, time, camera, box, class, deer, how assigned."""
+    from deerid.db.session import session_scope
+    from deerid.export.common import ExportError
+    from deerid.export.csv import write_sightings_csv
+
+    with _user_errors():
+        try:
+            settings, options = _export_options(timezone)
+            with session_scope(settings) as session:
+                rows = write_sightings_csv(session, out, options, force=force)
+        except ExportError as exc:
+            _fail(str(exc))
+    console.print(f"wrote {rows} sightings to {escape(str(out))}")
+
+
+@deployments_app.command("import")
+def deployments_import(
+    csv_file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: camera, start, end, latitude, longitude[, location, coordinate_uncertainty, notes]."
+        ),
+    ],
+) -> None:
+    """Add deployments from a CSV: every row, or none (each problem is listed with its line)."""
+    from deerid.db.session import session_scope
+    from deerid.store.deployments import DeploymentError, import_rows, read_csv
+
+    with _user_errors():
+        try:
+            rows = read_csv(csv_file)
+            with session_scope(_settings()) as session:
+                result = import_rows(session, rows)
+        except DeploymentError as exc:
+            _fail(str(exc))
+    console.print(f"imported {len(result.added)} deployments from {escape(str(csv_file))}")
+
+
+@deployments_app.command("list")
+def deployments_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every deployment: camera, dates, coordinates and the photos it holds."""
+    from deerid.db.session import session_scope
+    from deerid.store.deployments import list_deployments
+
+    with _user_errors(), session_scope(_settings()) as session:
+        views = list_deployments(session)
+        rows = [
+            {
+                "id": v.deployment.id,
+                "camera": v.camera,
+                "start": v.deployment.start_at.isoformat(sep=" "),
+                "end": v.deployment.end_at.isoformat(sep=" ") if v.deployment.end_at else None,
+                "latitude": v.deployment.latitude,
+                "longitude": v.deployment.longitude,
+                "location": v.deployment.location,
+                "photos": v.photos,
+            }
+            for v in views
+        ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("id", "camera", "start", "end", "latitude", "longitude", "location", "photos")
+    for r in rows:
+        table.add_row(
+            *(
+                escape(_printable(r[k])) if r[k] is not None else "—"
+                for k in ("id", "camera", "start", "end")
+            ),
+            str(r["latitude"]),
+            str(r["longitude"]),
+            escape(_printable(r["location"] or "")),
+            str(r["photos"]),
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -91,6 +91,15 @@ class Image(Base):
     missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Hash of the image data without metadata segments: an EXIF-edited copy has the same one.
     pixel_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The info strip burned into the photo (0010, docs/strip.md). strip_status is NULL when the
+    # strip was not read (only a sample of photos with an EXIF time are); strip_offset_s is EXIF
+    # minus strip, and strip_disagrees says it is beyond DEERID_STRIP_TOLERANCE.
+    strip_status: Mapped[str | None] = mapped_column(Text)
+    strip_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    strip_camera: Mapped[str | None] = mapped_column(Text)
+    strip_temperature_f: Mapped[int | None] = mapped_column(Integer)
+    strip_offset_s: Mapped[float | None] = mapped_column(Float)
+    strip_disagrees: Mapped[bool | None] = mapped_column(Boolean)
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     event_id: Mapped[int | None] = mapped_column(
@@ -144,6 +153,8 @@ class Deer(Base):
     similarity_sum: Mapped[int | None] = mapped_column(BigInteger)
     similarity_count: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
+    # On the hunter's hit list (migration 0012).
+    starred: Mapped[bool] = mapped_column(Boolean, server_default=sa_text("false"), default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
@@ -279,3 +290,54 @@ class DatabaseIdentity(Base):
         UUID(as_uuid=True), server_default=sa_text("gen_random_uuid()")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeerLink(Base):
+    """Two profiles a person says are one animal in different years (a buck sheds its antlers
+    every winter, so its look changes and the matcher keeps the years apart). Not a merge: each
+    year keeps its own profile, and the deer page shows them side by side (migration 0012)."""
+
+    __tablename__ = "deer_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored with deer_a < deer_b, so a pair is one row whichever side it was made from.
+    deer_a: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("deer.id", ondelete="CASCADE"))
+    deer_b: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("deer.id", ondelete="CASCADE"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("deer_a", "deer_b", name="uq_deer_links_pair"),
+        CheckConstraint("deer_a < deer_b", name="ck_deer_links_ordered"),
+        Index("ix_deer_links_b", "deer_b"),
+    )
+
+
+class Deployment(Base):
+    """A camera at a place between two dates (migration 0011). A photo belongs to the deployment of
+    its camera whose dates hold its time (capture time plus the camera's clock offset); `end_at`
+    NULL: still out there."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"))
+    location: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    coordinate_uncertainty_m: Mapped[int | None] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="ck_deployments_latitude"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="ck_deployments_longitude"),
+        CheckConstraint("end_at IS NULL OR end_at >= start_at", name="ck_deployments_dates"),
+        CheckConstraint(
+            "coordinate_uncertainty_m IS NULL OR coordinate_uncertainty_m >= 1",
+            name="ck_deployments_uncertainty",
+        ),
+        Index("ix_deployments_camera_start", "camera_id", "start_at"),
+    )

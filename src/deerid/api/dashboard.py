@@ -58,6 +58,7 @@ def shell(request: Request) -> HTMLResponse:
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/review", response_class=HTMLResponse)
+@router.get("/season", response_class=HTMLResponse)
 @router.get("/cameras", response_class=HTMLResponse)
 @router.get("/upload", response_class=HTMLResponse)
 @router.get("/deer/{deer_id}", response_class=HTMLResponse)

@@ -15,7 +15,20 @@ from fastapi.responses import JSONResponse
 from deerid import __version__
 from deerid.api import dashboard
 from deerid.api.deps import api_token
-from deerid.api.routes import cameras, deer, detections, encounters, media, review, review_screen, uploads
+from deerid.api.routes import (
+    activity,
+    cameras,
+    deer,
+    detections,
+    encounters,
+    links,
+    media,
+    review,
+    review_screen,
+    uploads,
+)
+from deerid.api.routes import deployments as deployment_routes
+from deerid.api.routes import export as export_routes
 from deerid.core.config import Settings, get_settings
 from deerid.db.session import get_engine
 from deerid.store.review import ReviewCache
@@ -61,6 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.review_cache = ReviewCache()
     for module in (deer, detections, media, review, review_screen, cameras, uploads, encounters):
         app.include_router(module.router)
+    app.include_router(export_routes.router)
+    app.include_router(deployment_routes.router)
+    app.include_router(activity.router)
+    app.include_router(links.router)
     app.include_router(dashboard.router)
 
     @app.get("/api/health", tags=["meta"])

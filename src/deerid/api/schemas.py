@@ -23,6 +23,7 @@ class DeerOut(BaseModel):
     cameras: list[str] = []
     crop_url: str | None = None
     model_id: str | None = None
+    starred: bool = False
 
 
 class DeerPage(BaseModel):
@@ -36,9 +37,22 @@ class DeerPatch(BaseModel):
     name: Text | None = Field(None, min_length=1, max_length=200)
     sex: Sex | None = None
     notes: Text | None = Field(None, max_length=10_000)
+    starred: bool | None = None
 
 
-class SightingOut(BaseModel):
+class StripFields(BaseModel):
+    """What the photo's info strip says (docs/strip.md); all null when it was not read."""
+
+    captured_at_source: str | None = None  # exif_datetime_original, ..., strip, file_mtime
+    strip_status: str | None = None  # read, no_time, invalid_date, no_strip, no_tesseract, error
+    strip_time: datetime | None = None  # as printed (no clock offset)
+    strip_camera: str | None = None
+    strip_temperature_f: int | None = None
+    strip_offset_s: float | None = None  # EXIF minus strip, seconds
+    time_disagreement: bool = False  # EXIF and strip differ by more than DEERID_STRIP_TOLERANCE
+
+
+class SightingOut(StripFields):
     detection_id: int
     image_id: int
     captured_at: datetime | None  # corrected by the camera's clock offset
@@ -155,7 +169,7 @@ class EventPage(BaseModel):
     items: list[EventOut]
 
 
-class EventPhotoOut(BaseModel):
+class EventPhotoOut(StripFields):
     image_id: int
     captured_at: datetime | None
     captured_at_source: str
@@ -256,3 +270,64 @@ class QcSightingOut(CropOut):
 class QcOut(BaseModel):
     deer: DeerOut
     sightings: list[QcSightingOut]
+
+
+# --- activity and the season ---
+
+
+class WeekCount(BaseModel):
+    week_start: date  # first day of the week, counted from the season's start
+    visits: int
+
+
+class ActivityOut(BaseModel):
+    """Visits (one animal in one encounter), not photos, on the camera's local clock."""
+
+    visits: int
+    undated: int  # visits with no trustworthy time: in no time bin
+    by_hour: list[int]  # 24 counts
+    by_daylight: dict[str, int]  # night / dawn / day / dusk / unknown (a camera with no coordinates)
+    by_moon: dict[str, int]  # eight named phases
+    by_week: list[WeekCount]
+    timezone: str
+    season_start: str  # MM-DD
+
+
+class SeasonDeerOut(BaseModel):
+    deer: DeerOut
+    visits: int
+    first_seen: datetime
+    last_seen: datetime
+    new_this_week: bool
+    seen_before: bool  # also seen in an earlier season
+
+
+class SeasonCameraOut(BaseModel):
+    camera: CameraOut
+    visits: int
+
+
+class SeasonOut(BaseModel):
+    start: date
+    end: date  # exclusive
+    now: datetime | None  # the newest sighting: "this week" is the 7 days up to it
+    bucks: int
+    does: int
+    other: int  # fawns and unknown sex
+    new_this_week: int
+    deer: list[SeasonDeerOut]
+    cameras: list[SeasonCameraOut]
+
+
+# --- links between years ---
+
+
+class DeerLinkIn(BaseModel):
+    deer_id: uuid.UUID  # the other profile: the same animal in another year
+    note: Text | None = Field(None, max_length=1_000)
+
+
+class YearOut(BaseModel):
+    season: str  # e.g. "2023–24"; "undated" when the profile has no dated sighting
+    deer: DeerOut
+    linked_directly: bool  # to the deer asked about, not only through another year

@@ -8,6 +8,7 @@ deployments keep working; everything else is `DEERID_*`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,28 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Most seconds between two photos of one camera in one event (docs/encounters.md).",
     )
+    strip_tolerance: float = Field(
+        120.0,
+        ge=0.0,
+        description="Seconds by which EXIF and the info strip burned into a photo may differ before the "
+        "photo is flagged (a strip without seconds is compared to the minute); docs/strip.md.",
+    )
+    strip_sample: int = Field(
+        3,
+        ge=0,
+        description="Photos per camera and folder whose info strip is read to check EXIF when EXIF has a "
+        "time (all of them once one disagrees); photos without an EXIF time are always read. docs/strip.md.",
+    )
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone the cameras' clocks keep (e.g. America/Chicago), for daylight "
+        "phases; unset = this machine's local zone.",
+    )
+    season_start: str = Field(
+        "08-01",
+        pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+        description="MM-DD on which a season starts (activity by week of the season, the season page).",
+    )
     match_across_sites: bool = Field(
         False,
         description="Match a sighting against deer of every site, not only its camera's own "
@@ -125,6 +148,19 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("timezone", mode="after")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                message = f"unknown time zone {value!r}: use an IANA name, e.g. Europe/Berlin"
+                raise ValueError(message) from exc
+        return value
+
     @property
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -132,6 +168,25 @@ class Settings(BaseSettings):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def season_month_day(self) -> tuple[int, int]:
+        month, day = self.season_start.split("-")
+        return int(month), int(day)
+
+    @property
+    def camera_zone(self) -> tzinfo:
+        """The zone the cameras' clocks keep: DEERID_TIMEZONE, else this machine's own (with its
+        daylight-saving rules, read from /etc/localtime), else UTC."""
+        from zoneinfo import ZoneInfo
+
+        if self.timezone:
+            return ZoneInfo(self.timezone)
+        local = Path("/etc/localtime")
+        if local.exists():
+            with local.open("rb") as f:
+                return ZoneInfo.from_file(f, key="localtime")
+        return UTC
 
     @property
     def models_dir(self) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -24,7 +24,12 @@ from PIL import Image
 # Above twice the limit it raises, and `open_photo` reports that photo as skipped.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-CapturedAtSource = Literal["exif_datetime_original", "exif_datetime_digitized", "exif_datetime", "file_mtime"]
+CapturedAtSource = Literal[
+    "exif_datetime_original", "exif_datetime_digitized", "exif_datetime", "strip", "file_mtime"
+]
+EXIF_SOURCES: frozenset[str] = frozenset(
+    {"exif_datetime_original", "exif_datetime_digitized", "exif_datetime"}
+)
 
 _TAG_MAKE = 0x010F
 _TAG_MODEL = 0x0110
@@ -85,7 +90,8 @@ def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
     Capture time comes from EXIF DateTimeOriginal, then DateTimeDigitized,
     then DateTime (IFD0), then the file's modification time read as local
     time (copying off a FAT-formatted SD card keeps the camera's wall clock
-    there). `captured_at_source` says which one was used. An EXIF time more
+    there). `captured_at_source` says which one was used. The ingest puts the
+    time read off the photo's info strip before the file time (`with_strip_time`). An EXIF time more
     than a day after the file's own time is kept but flagged in `time_problem`:
     the camera's clock was wrong, so the photo is an event of its own.
 
@@ -143,6 +149,23 @@ def read_photo_meta(path: Path, *, verify: bool = True) -> PhotoMeta:
         camera_serial=_exif_text(exif_ifd.get(_TAG_BODY_SERIAL)) or _exif_text(exif.get(_TAG_CAMERA_SERIAL)),
         time_problem=problem,
     )
+
+
+def with_strip_time(meta: PhotoMeta, strip_time: datetime | None, file_time: datetime | None) -> PhotoMeta:
+    """`meta` with the time read off the photo's info strip where EXIF has none.
+
+    EXIF stays first (the camera wrote it, no OCR involved); the strip comes before the file's
+    modification time, which is often the time the photo was copied. A strip time more than a
+    day after the file was written is kept but flagged, as EXIF is."""
+    if meta.captured_at_source in EXIF_SOURCES or strip_time is None:
+        return meta
+    problem = None
+    if file_time is not None and strip_time > file_time + _CLOCK_SLACK:
+        problem = (
+            f"strip and file time disagree: taken {strip_time:%Y-%m-%d %H:%M} "
+            f"but the file was written {file_time:%Y-%m-%d %H:%M}"
+        )
+    return replace(meta, captured_at=strip_time, captured_at_source="strip", time_problem=problem)
 
 
 def open_photo(path: Path) -> Image.Image:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from deerid.domain.sites import check_site_name
 from deerid.ingest.crop import pixel_box
 from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
 from deerid.ingest.paths import match_entries
-from deerid.ingest.photos import PhotoMeta, PhotoReadError, read_photo_meta
+from deerid.ingest.photos import EXIF_SOURCES, PhotoMeta, PhotoReadError, read_photo_meta, with_strip_time
 from deerid.ingest.scan import iter_photos, sha256_file
+from deerid.ingest.strip import StripReading, TesseractMissing, read_strip, settle_names, tesseract_path
 from deerid.models import Detection, DetectionStatus, Image
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store
@@ -66,6 +68,16 @@ class IngestReport:
     embed_seconds: float = 0.0  # decoding, cropping, embedding
     match_seconds: float = 0.0  # nearest-neighbour search, decision, profile update
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # Info strips (docs/strip.md): how many were read, how many could not be, the photos whose
+    # EXIF and strip disagree beyond DEERID_STRIP_TOLERANCE, the photos whose time came from the
+    # strip or, the strip failing, from the file, and the OCR time.
+    strips_read: int = 0
+    strips_unreadable: int = 0
+    strip_disagreements: list[dict[str, Any]] = field(default_factory=list)
+    time_from_strip: int = 0
+    time_fallbacks: list[dict[str, str]] = field(default_factory=list)
+    strip_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def skip(self, file: str, reason: str) -> None:
@@ -86,15 +98,19 @@ def camera_name(
     relpath: str | None = None,
     from_folder: bool = False,
     root_name: str | None = None,
+    strip_name: str | None = None,
 ) -> str | None:
     """Which camera took a photo, in this order: `--camera NAME`; with
-    `--camera-from-folder` the photo's first folder under the ingest root (one
-    folder per camera, the usual SD-card layout); else EXIF make and model, plus
+    `--camera-from-strip` the name printed on the photo's info strip (`strip_name`,
+    when one was read); with `--camera-from-folder` the photo's first folder under
+    the ingest root (one folder per camera, the usual SD-card layout); else EXIF make and model, plus
     the body serial number when the camera writes one (cameras of one model look
     alike otherwise); else, for a camera that writes neither (many do not), the
     photo's folder: without a camera its photos could never form events."""
     if override:
         return override
+    if strip_name:
+        return strip_name
     if from_folder and relpath is not None:
         parts = Path(relpath).parts
         if len(parts) > 1:
@@ -181,11 +197,19 @@ def ingest(
     *,
     camera: str | None = None,
     camera_from_folder: bool = False,
+    camera_from_strip: bool = False,
     site: str | None = None,
     reidentify: bool = True,
     progress: Progress = _noop_progress,
 ) -> IngestReport:
+    """Store the photos under `photos_dir` with their detections, then re-identify.
+
+    `camera_from_strip` names each photo's camera after its info strip (docs/strip.md) and
+    needs the `tesseract` program: without it `TesseractMissing` is raised before anything is
+    stored. Without the option, a missing `tesseract` only means no strip is read (a warning)."""
     started = time.perf_counter()
+    if camera_from_strip and not camera and tesseract_path() is None:
+        raise TesseractMissing()
     site = None if site is None else check_site_name(site)
     report = IngestReport()
     photos_dir = Path(photos_dir)
@@ -196,6 +220,10 @@ def ingest(
     photos = list(iter_photos(photos_dir, on_skip=report.skip))
     report.photos = len(photos)
     by_photo = _index_batch(batch, [rel for _, rel in photos], report)
+
+    strips = _read_strips(
+        settings, photos, report, progress, camera_from_strip=camera_from_strip and not camera
+    )
 
     factory = session_factory(settings)
     image_ids: list[int] = []
@@ -211,6 +239,9 @@ def ingest(
             report.skip(rel, str(exc))
             advance(1)
             continue
+        strip = strips.get(rel)
+        meta = _apply_strip(meta, strip, st.st_mtime, rel, report)
+        strip_columns = _strip_columns(meta, strip, settings.strip_tolerance, rel, report)
         rows = _new_detections(by_photo.get(rel), meta, settings, report)
         stored_at = str(path.resolve())
         with factory() as session, session.begin():
@@ -226,7 +257,12 @@ def ingest(
                     advance(1)
                     continue
             name = camera_name(
-                meta, camera, relpath=rel, from_folder=camera_from_folder, root_name=photos_dir.resolve().name
+                meta,
+                camera,
+                relpath=rel,
+                from_folder=camera_from_folder,
+                root_name=photos_dir.resolve().name,
+                strip_name=strip.camera_name if camera_from_strip and strip is not None else None,
             )
             camera_id = (
                 photo_store.camera_id_for(session, name, meta.camera_make, meta.camera_model, site=site)
@@ -246,6 +282,8 @@ def ingest(
                 file_mtime=st.st_mtime,
                 pixel_sha256=pixels,
             )
+            if strip_columns:
+                session.execute(sa.update(Image).where(Image.id == image_id).values(**strip_columns))
             if not created and photo_store.relocate_image(
                 session, image_id, stored_at, st.st_size, st.st_mtime, pixels
             ):
@@ -278,6 +316,129 @@ def ingest(
     report.cameras, report.events, report.tracks = found.cameras, found.events, found.tracks
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _read_strips(
+    settings: Settings,
+    photos: list[tuple[Path, str]],
+    report: IngestReport,
+    progress: Progress,
+    *,
+    camera_from_strip: bool,
+) -> dict[str, StripReading]:
+    """Info strips of the photos that need one read, by relpath (docs/strip.md).
+
+    OCR costs ~0.2 s of CPU a photo, more than everything else an ingest does but embedding, so it is
+    kept off the path where EXIF is enough: every photo with no EXIF time is read, and with
+    `camera_from_strip` every photo; else the first DEERID_STRIP_SAMPLE photos of each camera
+    (EXIF make/model) in each folder are read to check EXIF, and all of that camera and folder
+    once one of them disagrees. Camera names are then settled across each EXIF camera's photos
+    (`settle_names`): a thumbnail's strip misreads what a full-size photo's strip shows clearly."""
+    if tesseract_path() is None:
+        report.warnings.append(f"{TesseractMissing()}; info strips not read")
+        return {}
+    started = time.perf_counter()
+    readings: dict[str, StripReading] = {}
+    groups: dict[str, str] = {}
+    sampled: dict[tuple[str, str], int] = {}
+    suspect: set[tuple[str, str]] = set()
+    advance = progress("info strips", len(photos))
+    for path, rel in photos:
+        try:
+            meta = read_photo_meta(path, verify=False)
+        except (OSError, PhotoReadError):
+            advance(1)
+            continue  # the main pass reports it
+        group = camera_name(meta, None) or ""
+        key = (Path(rel).parent.as_posix(), group)
+        no_exif_time = meta.captured_at_source not in EXIF_SOURCES
+        if not (
+            camera_from_strip or no_exif_time or key in suspect or sampled.get(key, 0) < settings.strip_sample
+        ):
+            advance(1)
+            continue
+        reading = read_strip(path)
+        readings[rel] = reading
+        groups[rel] = group
+        if not no_exif_time:
+            sampled[key] = sampled.get(key, 0) + 1
+            offset = strip_offset(meta.captured_at, reading)
+            if offset is not None and abs(offset) > settings.strip_tolerance:
+                suspect.add(key)
+        advance(1)
+    if len(readings) == 0:
+        return readings
+    rels = list(readings)
+    names = settle_names([(groups[r], readings[r].camera_name, readings[r].text_height_px) for r in rels])
+    for rel, name in zip(rels, names, strict=True):
+        if name != readings[rel].camera_name:
+            readings[rel] = replace(readings[rel], camera_name=name)
+    report.strip_seconds = round(time.perf_counter() - started, 3)
+    return readings
+
+
+def strip_offset(exif_time: datetime | None, reading: StripReading | None) -> float | None:
+    """EXIF minus strip time in seconds, or None when either is missing. A strip without seconds
+    (Moultrie prints minutes) is compared with EXIF truncated to the minute."""
+    if exif_time is None or reading is None or reading.captured_at is None:
+        return None
+    exif = exif_time if reading.has_seconds else exif_time.replace(second=0, microsecond=0)
+    return (exif - reading.captured_at).total_seconds()
+
+
+def _apply_strip(
+    meta: PhotoMeta, strip: StripReading | None, mtime: float, rel: str, report: IngestReport
+) -> PhotoMeta:
+    """The photo's time from its strip where EXIF has none; the fallback said when it fails."""
+    if meta.captured_at_source in EXIF_SOURCES:
+        return meta
+    if strip is not None and strip.captured_at is not None:
+        report.time_from_strip += 1
+        return with_strip_time(meta, strip.captured_at, _file_time(mtime))
+    why = "strip not read" if strip is None else f"strip {strip.status}: {strip.problem or 'nothing read'}"
+    report.time_fallbacks.append(
+        {"file": rel, "source": meta.captured_at_source, "reason": f"no EXIF time and {why}"}
+    )
+    return meta
+
+
+def _file_time(mtime: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(mtime)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _strip_columns(
+    meta: PhotoMeta, strip: StripReading | None, tolerance: float, rel: str, report: IngestReport
+) -> dict[str, Any]:
+    """What is stored of a photo's strip, counting it in the report."""
+    if strip is None:
+        return {}
+    if strip.ok:
+        report.strips_read += 1
+    else:
+        report.strips_unreadable += 1
+    exif_time = meta.captured_at if meta.captured_at_source in EXIF_SOURCES else None
+    offset = strip_offset(exif_time, strip)
+    disagrees = None if offset is None else abs(offset) > tolerance
+    if disagrees:
+        report.strip_disagreements.append(
+            {
+                "file": rel,
+                "exif": exif_time.isoformat() if exif_time else None,
+                "strip": strip.captured_at.isoformat() if strip.captured_at else None,
+                "offset_s": offset,
+            }
+        )
+    return {
+        "strip_status": strip.status,
+        "strip_time": strip.captured_at,
+        "strip_camera": strip.camera_name,
+        "strip_temperature_f": strip.temperature_f,
+        "strip_offset_s": offset,
+        "strip_disagrees": disagrees,
+    }
 
 
 def _forget_crops(settings: Settings, detection_ids: list[int]) -> None:

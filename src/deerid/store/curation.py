@@ -92,6 +92,7 @@ def merge(session: Session, target_id: uuid.UUID, other_ids: Sequence[uuid.UUID]
             "sex": o.sex.value,
             "notes": o.notes,
             "model_id": o.model_id,
+            "starred": o.starred,
             "detection_ids": moving[o.id],
         }
         for o in folded
@@ -100,7 +101,13 @@ def merge(session: Session, target_id: uuid.UUID, other_ids: Sequence[uuid.UUID]
     session.execute(
         sa.update(Detection).where(Detection.id.in_(all_moving)).values(deer_id=target_id, sex=target.sex)
     )
+    # Imported here: links.py raises this module's errors, so it imports curation at load time.
+    from deerid.store.links import move_links
+
     for o in folded:
+        # One profile now: a star on either is a star on it, and other years stay linked to it.
+        target.starred = target.starred or o.starred
+        move_links(session, o.id, target_id)
         session.delete(o)
     record = Merge(target_id=target_id, merged=snapshot)
     session.add(record)
@@ -129,6 +136,7 @@ def undo_merge(session: Session, merge_id: int) -> list[uuid.UUID]:
                 sex=Sex(item["sex"]),
                 notes=item.get("notes"),
                 model_id=item.get("model_id"),
+                starred=bool(item.get("starred", False)),
                 sighting_count=0,
             )
         )

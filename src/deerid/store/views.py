@@ -20,9 +20,10 @@ from deerid.models import Assignment, Camera, Deer, Detection, Image, ReviewDeci
 
 SortKey = Literal["last_seen", "first_seen", "sightings", "name", "created"]
 
-_local_time = Image.captured_at + sa.func.make_interval(
-    0, 0, 0, 0, 0, 0, sa.func.coalesce(Camera.clock_offset_s, 0)
-)
+# A photo's time on the camera's corrected clock; every query that reports or filters by time
+# (views, activity, deployments, exports) uses these, joined on Image and Camera.
+CLOCK_OFFSET = sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.func.coalesce(Camera.clock_offset_s, 0))
+LOCAL_TIME = Image.captured_at + CLOCK_OFFSET
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class DeerFilter:
     seen_from: date | None = None
     seen_to: date | None = None
     search: str | None = None
+    starred: bool | None = None  # only starred (True) or only unstarred (False) deer
 
 
 def _best_detection() -> sa.ScalarSelect[int]:
@@ -60,6 +62,8 @@ def list_deer(
         query = query.where(Deer.sex == filt.sex)
     if filt.search:
         query = query.where(Deer.name.ilike(f"%{filt.search}%"))
+    if filt.starred is not None:
+        query = query.where(Deer.starred.is_(filt.starred))
     if filt.camera_id is not None or filt.seen_from is not None or filt.seen_to is not None:
         seen = (
             sa.select(Detection.id)
@@ -117,11 +121,11 @@ class SightingRow:
 
 def sightings(session: Session, deer_id: uuid.UUID) -> list[SightingRow]:
     rows = session.execute(
-        sa.select(Detection, Image, Camera, _local_time)
+        sa.select(Detection, Image, Camera, LOCAL_TIME)
         .join(Image, Image.id == Detection.image_id)
         .outerjoin(Camera, Camera.id == Image.camera_id)
         .where(Detection.deer_id == deer_id)
-        .order_by(_local_time.nulls_last(), Detection.id)
+        .order_by(LOCAL_TIME.nulls_last(), Detection.id)
     ).all()
     return [SightingRow(d, i, c, t) for d, i, c, t in rows]
 
@@ -155,7 +159,7 @@ class Place:
 
 def locations(session: Session, deer_id: uuid.UUID) -> list[Place]:
     rows = session.execute(
-        sa.select(Camera, sa.func.count(Detection.id), sa.func.min(_local_time), sa.func.max(_local_time))
+        sa.select(Camera, sa.func.count(Detection.id), sa.func.min(LOCAL_TIME), sa.func.max(LOCAL_TIME))
         .select_from(Detection)
         .join(Image, Image.id == Detection.image_id)
         .outerjoin(Camera, Camera.id == Image.camera_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.orm import Session
@@ -24,8 +24,8 @@ from deerid.api.schemas import (
     TimelineOut,
 )
 from deerid.domain.classes import Sex
-from deerid.models import Deer
-from deerid.store import curation, views
+from deerid.models import Deer, Image
+from deerid.store import curation, links, views
 
 router = APIRouter(prefix="/api/deer", tags=["deer"])
 
@@ -53,6 +53,7 @@ def deer_out(
         cameras=cameras,
         crop_url=crop_url(best),
         model_id=deer.model_id,
+        starred=deer.starred,
     )
 
 
@@ -63,9 +64,23 @@ def found(session: Session, deer_id: uuid.UUID) -> Deer:
     return deer
 
 
+def strip_fields(image: Image) -> dict[str, Any]:
+    """The photo's info strip, as `StripFields` says it (docs/strip.md)."""
+    return {
+        "captured_at_source": image.captured_at_source,
+        "strip_status": image.strip_status,
+        "strip_time": image.strip_time,
+        "strip_camera": image.strip_camera,
+        "strip_temperature_f": image.strip_temperature_f,
+        "strip_offset_s": image.strip_offset_s,
+        "time_disagreement": bool(image.strip_disagrees),
+    }
+
+
 def sighting_out(row: views.SightingRow) -> SightingOut:
     det = row.detection
     return SightingOut(
+        **strip_fields(row.image),
         detection_id=det.id,
         image_id=row.image.id,
         captured_at=row.local_time,
@@ -91,12 +106,15 @@ def list_deer(
     seen_from: FromDate = None,
     seen_to: ToDate = None,
     q: SearchText = None,
+    starred: bool | None = None,
     sort: views.SortKey = "last_seen",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> DeerPage:
-    filt = views.DeerFilter(sex=sex, camera_id=camera_id, seen_from=seen_from, seen_to=seen_to, search=q)
+    filt = views.DeerFilter(
+        sex=sex, camera_id=camera_id, seen_from=seen_from, seen_to=seen_to, search=q, starred=starred
+    )
     total, rows = views.list_deer(session, filt, sort=sort, desc=order == "desc", limit=limit, offset=offset)
     items = [deer_out(session, deer, best=best, cameras=cams) for deer, best, cams in rows]
     return DeerPage(total=total, limit=limit, offset=offset, items=items)
@@ -112,6 +130,8 @@ def patch_deer(deer_id: uuid.UUID, body: DeerPatch, session: SessionDep) -> Deer
     found(session, deer_id)
     try:
         deer = curation.update_deer(session, deer_id, name=body.name, sex=body.sex, notes=body.notes)
+        if body.starred is not None:
+            deer = links.set_starred(session, deer_id, body.starred)
     except curation.CurationError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     return deer_out(session, deer)

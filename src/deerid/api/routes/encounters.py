@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from deerid.api.deps import Reader, SessionDep
 from deerid.api.params import CameraIdQuery, Id64, Offset
-from deerid.api.routes.deer import crop_url, deer_out
+from deerid.api.routes.deer import crop_url, deer_out, strip_fields
 from deerid.api.schemas import EventDetailOut, EventOut, EventPage, EventPhotoOut, TrackDetectionOut, TrackOut
 from deerid.store import encounters as enc_store
 
@@ -74,9 +74,9 @@ def get_event(event_id: Id64, session: SessionDep) -> EventDetailOut:
         event=event_out(row),
         photos=[
             EventPhotoOut(
+                **strip_fields(img),
                 image_id=img.id,
                 captured_at=img.captured_at,
-                captured_at_source=img.captured_at_source,
                 image_url=f"/api/images/{img.id}",
             )
             for img in enc_store.event_images(session, event_id)

@@ -112,6 +112,7 @@ export async function request(method, url, { body, form, signal } = {}) {
 export const get = (url, opts) => request("GET", url, opts);
 export const post = (url, body) => request("POST", url, { body });
 export const patch = (url, body) => request("PATCH", url, { body });
+export const del = (url) => request("DELETE", url);
 
 export function query(params) {
   const q = new URLSearchParams();

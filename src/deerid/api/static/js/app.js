@@ -5,6 +5,7 @@ import { cameraPage } from "./pages/cameras.js";
 import { deerPage } from "./pages/deer.js";
 import { galleryPage } from "./pages/gallery.js";
 import { reviewPage } from "./pages/review.js";
+import { seasonPage } from "./pages/season.js";
 import { uploadPage } from "./pages/upload.js";
 import { clear, errorBox, h, modal } from "./ui.js";
 
@@ -12,6 +13,7 @@ const ROUTES = [
   [/^\/$/, "gallery", galleryPage],
   [/^\/deer\/([0-9a-fA-F-]{36})$/, "gallery", deerPage],
   [/^\/review$/, "review", reviewPage],
+  [/^\/season$/, "season", seasonPage],
   [/^\/cameras$/, "cameras", cameraPage],
   [/^\/upload$/, "upload", uploadPage],
 ];

@@ -1,6 +1,6 @@
 // Cameras: name, position and clock offset of each, edited in place.
 
-import { get, patch } from "../api.js";
+import { del, get, patch, post, token, tokenSource } from "../api.js";
 import { busy, clear, emptyState, h, notify, notifyError, plural } from "../ui.js";
 
 function offsetWords(seconds) {
@@ -58,6 +58,8 @@ export async function cameraPage(view) {
       ),
       h("tbody", {}, rows),
     ),
+    await deploymentSection(cameras),
+    exportSection(),
   );
 
   function row(cam) {
@@ -137,4 +139,135 @@ export async function cameraPage(view) {
     }
     return tr;
   }
+}
+
+// Downloads of every sighting: the server streams them, so a large database is never held in memory.
+function exportSection() {
+  let zone = "";
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    zone = "";
+  }
+  const tz = h("input", { id: "export-timezone", value: zone, placeholder: "e.g. America/Chicago", maxlength: 64, "aria-label": "The cameras' timezone" });
+  const link = (id, path, label, name) => {
+    const a = h("a", { id, class: "btn small", href: "#", download: name }, label);
+    a.addEventListener("click", async (e) => {
+      const url = tz.value.trim() ? `${path}?timezone=${encodeURIComponent(tz.value.trim())}` : path;
+      if (tokenSource() === "server") {
+        a.href = url; // this machine: a plain download, streamed by the browser
+        return;
+      }
+      // Another machine: the download needs the token, which a plain link cannot send.
+      e.preventDefault();
+      try {
+        const response = await fetch(url, { headers: { Authorization: `Bearer ${token()}` } });
+        if (!response.ok) throw new Error(`${response.status} ${(await response.text()).slice(0, 200)}`);
+        const blob = URL.createObjectURL(await response.blob());
+        const save = h("a", { href: blob, download: name });
+        document.body.append(save);
+        save.click();
+        save.remove();
+        setTimeout(() => URL.revokeObjectURL(blob), 60000);
+      } catch (err) {
+        notifyError(err, "Could not export: ");
+      }
+    });
+    return a;
+  };
+  return h(
+    "section",
+    { class: "export", id: "export" },
+    h("h2", {}, "Export"),
+    h(
+      "p",
+      { class: "muted small" },
+      "Every sighting as a CSV, or a Camtrap DP package (a zip) for analysis tools. Camtrap DP needs coordinates for every photo: from its deployment, else its camera's. Times are written in this timezone:",
+    ),
+    h("p", {}, tz, " ", link("export-csv", "/api/export/csv", "Sightings (CSV)", "deerid-sightings.csv"), " ", link("export-camtrap", "/api/export/camtrap-dp", "Camtrap DP (zip)", "deerid-camtrap-dp.zip")),
+  );
+}
+
+// Deployments: where each camera stood between two dates. Camtrap DP describes every photo through one.
+async function deploymentSection(cameras) {
+  const list = h("tbody", {});
+  const fill = async () => {
+    const deployments = await get("/api/deployments");
+    clear(
+      list,
+      deployments.length
+        ? deployments.map((d) => {
+            const remove = h("button", { type: "button", class: "btn small", dataset: { deployment: d.id } }, "Delete");
+            remove.addEventListener("click", async () => {
+              try {
+                await busy(remove, del(`/api/deployments/${d.id}`));
+                notify(`Deleted the deployment of ${d.camera}.`);
+                await fill();
+              } catch (err) {
+                notifyError(err, "Could not delete: ");
+              }
+            });
+            return h(
+              "tr",
+              { dataset: { deployment: d.id } },
+              h("td", {}, d.camera),
+              h("td", {}, d.location || "—"),
+              h("td", {}, d.start_at.replace("T", " ")),
+              h("td", {}, d.end_at ? d.end_at.replace("T", " ") : "still out"),
+              h("td", { class: "num" }, String(d.latitude)),
+              h("td", { class: "num" }, String(d.longitude)),
+              h("td", { class: "num" }, String(d.photos)),
+              h("td", {}, remove),
+            );
+          })
+        : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No deployments yet: each camera counts as one, without a place, until you add them.")),
+    );
+  };
+  await fill();
+
+  const camera = h("select", { id: "dep-camera", "aria-label": "Camera" }, cameras.map((c) => h("option", { value: c.id }, c.name)));
+  const location = h("input", { id: "dep-location", placeholder: "Place (optional)", maxlength: 200, "aria-label": "Place" });
+  const start = h("input", { id: "dep-start", type: "datetime-local", step: 1, required: true, "aria-label": "From" });
+  const end = h("input", { id: "dep-end", type: "datetime-local", step: 1, "aria-label": "Until (empty: still out)" });
+  const lat = h("input", { id: "dep-lat", type: "number", step: "any", min: -90, max: 90, required: true, placeholder: "Latitude", "aria-label": "Latitude" });
+  const lon = h("input", { id: "dep-lon", type: "number", step: "any", min: -180, max: 180, required: true, placeholder: "Longitude", "aria-label": "Longitude" });
+  const add = h("button", { type: "submit", class: "btn primary small", id: "dep-add" }, "Add deployment");
+  const seconds = (v) => (v && v.length === 16 ? `${v}:00` : v);
+  const form = h("form", { class: "deployment-form", id: "deployment-form" }, camera, location, start, end, lat, lon, add);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {
+      camera_id: Number(camera.value),
+      location: location.value.trim() || null,
+      start_at: seconds(start.value),
+      end_at: end.value ? seconds(end.value) : null,
+      latitude: lat.value.trim() === "" ? null : Number(lat.value),
+      longitude: lon.value.trim() === "" ? null : Number(lon.value),
+    };
+    try {
+      await busy(add, post("/api/deployments", body));
+      notify("Deployment added.");
+      form.reset();
+      await fill();
+    } catch (err) {
+      notifyError(err, "Could not add the deployment: ");
+    }
+  });
+  return h(
+    "section",
+    { class: "deployments", id: "deployments" },
+    h("h2", {}, "Deployments"),
+    h(
+      "p",
+      { class: "muted small" },
+      "A deployment is a camera at a place between two dates (the cameras' local time); photos belong to the one whose dates hold them, after the clock offset. Or import many: deerid deployments import FILE.csv.",
+    ),
+    h(
+      "table",
+      { class: "table deployments-table", id: "deployments-table" },
+      h("thead", {}, h("tr", {}, ...["Camera", "Place", "From", "Until", "Latitude", "Longitude", "Photos", ""].map((t) => h("th", {}, t)))),
+      list,
+    ),
+    form,
+  );
 }

@@ -1,7 +1,12 @@
 // One deer: its picture, facts, activity charts, cameras and every sighting; rename, merge, move.
 
-import { get, patch, post, query } from "../api.js";
-import { hourChart, timelineChart } from "../charts.js";
+import { del, get, patch, post, query } from "../api.js";
+import { categoryChart, hourChart, timelineChart, weekChart } from "../charts.js";
+
+const DAYLIGHT = ["night", "dawn", "day", "dusk", "unknown"];
+const MOON = ["new moon", "waxing crescent", "first quarter", "waxing gibbous", "full moon", "waning gibbous", "last quarter", "waning crescent"];
+// Eight names do not fit under the bars; the full name is in each bar's tooltip.
+const MOON_SHORT = { "new moon": "new", "waxing crescent": "wax. cresc.", "first quarter": "1st qtr", "waxing gibbous": "wax. gibb.", "full moon": "full", "waning gibbous": "wan. gibb.", "last quarter": "last qtr", "waning crescent": "wan. cresc." };
 import {
   ASSIGNMENT_LABEL,
   busy,
@@ -97,12 +102,14 @@ export async function deerPage(view, { params, navigate }) {
   let undoBar = null;
 
   async function load() {
-    const [deer, line, places] = await Promise.all([
+    const [deer, line, places, visits, years] = await Promise.all([
       get(`/api/deer/${id}`),
       get(`/api/deer/${id}/timeline`),
       get(`/api/deer/${id}/locations`),
+      get(`/api/deer/${id}/activity`),
+      get(`/api/deer/${id}/years`),
     ]);
-    return { deer, line, places };
+    return { deer, line, places, visits, years };
   }
 
   // `until`: what a change just made must show; a read can overtake the change's commit, so
@@ -128,7 +135,7 @@ export async function deerPage(view, { params, navigate }) {
     draw(data);
   }
 
-  function draw({ deer, line, places }) {
+  function draw({ deer, line, places, visits, years }) {
     document.title = `${deer.name} · deerid`;
     const editBox = h("div", { class: "edit-box", hidden: true });
     const head = h(
@@ -139,7 +146,14 @@ export async function deerPage(view, { params, navigate }) {
         "div",
         { class: "deer-facts" },
         h("p", { class: "crumbs" }, h("a", { href: "/" }, "All deer"), " ›"),
-        h("h1", { id: "deer-name" }, deer.name, " ", sexBadge(deer.sex)),
+        h(
+          "h1",
+          { id: "deer-name" },
+          deer.starred ? h("span", { class: "star on", title: "Starred: on the hit list" }, "★ ") : null,
+          deer.name,
+          " ",
+          sexBadge(deer.sex),
+        ),
         h(
           "dl",
           { class: "stats" },
@@ -153,6 +167,11 @@ export async function deerPage(view, { params, navigate }) {
         h(
           "div",
           { class: "actions" },
+          h(
+            "button",
+            { type: "button", class: deer.starred ? "btn starred" : "btn", id: "star-deer", "aria-pressed": String(deer.starred), onclick: (e) => star(deer, e.currentTarget) },
+            deer.starred ? "★ Starred" : "☆ Star",
+          ),
           h("button", { type: "button", class: "btn", id: "edit-deer", onclick: () => openEdit() }, "Edit name, sex, notes"),
           h("button", { type: "button", class: "btn", id: "merge-deer", onclick: (e) => merge(deer, e.currentTarget) }, "Merge another deer into this one…"),
           deer.sighting_count > 1
@@ -213,7 +232,19 @@ export async function deerPage(view, { params, navigate }) {
       "section",
       { class: "charts" },
       h("div", { class: "panel" }, h("h2", {}, "Timeline"), line.by_day.length ? timelineChart(line.by_day) : h("p", { class: "muted" }, "No dated sightings.")),
-      h("div", { class: "panel" }, h("h2", {}, "Activity by hour"), line.by_hour.some(Boolean) ? hourChart(line.by_hour) : h("p", { class: "muted" }, "No dated sightings.")),
+      h("div", { class: "panel" }, h("h2", {}, "Visits by hour"), visits.by_hour.some(Boolean) ? hourChart(visits.by_hour, { noun: "visit" }) : h("p", { class: "muted" }, "No dated visits.")),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Visits by daylight"),
+        visits.visits - visits.undated
+          ? categoryChart(visits.by_daylight, DAYLIGHT, { title: "Visits by daylight phase", cls: "daylight-chart" })
+          : h("p", { class: "muted" }, "No dated visits."),
+        visits.by_daylight.unknown ? h("p", { class: "muted small" }, "Unknown: the camera has no coordinates (set them on the Cameras page).") : null,
+      ),
+      h("div", { class: "panel" }, h("h2", {}, "Visits by moon phase"), visits.visits - visits.undated ? categoryChart(visits.by_moon, MOON, { title: "Visits by moon phase", cls: "moon-chart", short: MOON_SHORT }) : h("p", { class: "muted" }, "No dated visits.")),
+      h("div", { class: "panel" }, h("h2", {}, "Visits by week of the season"), weekChart(visits.by_week) || h("p", { class: "muted" }, "No dated visits.")),
+      h("p", { class: "muted small charts-note" }, `A visit is one encounter (photos of one camera moments apart), however many photos it holds: ${plural(visits.visits, "visit")}. Times on the camera's clock, ${visits.timezone}; seasons start ${visits.season_start}.`),
     );
 
     const placeTable = places.length
@@ -289,7 +320,7 @@ export async function deerPage(view, { params, navigate }) {
               h("span", {}, `${plural(n, "sighting")} selected`),
               h("button", { type: "button", class: "btn", id: "move-other", onclick: (e) => move(deer, false, e.currentTarget) }, "Move to another deer…"),
               h("button", { type: "button", class: "btn", id: "move-new", onclick: (e) => move(deer, true, e.currentTarget) }, "Move to a new deer"),
-              h("button", { type: "button", class: "btn link", onclick: () => (selected.clear(), draw({ deer, line, places })) }, "Clear selection"),
+              h("button", { type: "button", class: "btn link", onclick: () => (selected.clear(), draw({ deer, line, places, visits, years })) }, "Clear selection"),
             ]
           : h("span", { class: "muted small" }, "Tick sightings to move them to another deer or split them off as a new one. Click a picture for the whole photo."),
       );
@@ -301,9 +332,78 @@ export async function deerPage(view, { params, navigate }) {
       undoBar,
       head,
       charts,
+      yearsPanel(deer, years),
       h("section", { class: "panel" }, h("h2", {}, "Cameras where seen"), placeTable),
       h("section", {}, h("h2", {}, `Sightings (${line.sightings.length})`), toolbar, line.sightings.length ? grid : h("p", { class: "muted" }, "No sightings.")),
     );
+  }
+
+  async function star(deer, button) {
+    try {
+      await busy(button, patch(`/api/deer/${deer.id}`, { starred: !deer.starred }));
+    } catch (err) {
+      notifyError(err, "Could not change the star: ");
+      return;
+    }
+    notify(deer.starred ? `${deer.name} is off the hit list` : `${deer.name} is on the hit list ★`);
+    await refresh((d) => d.starred === !deer.starred);
+  }
+
+  // One animal's profiles of several seasons (antlers change every year, so the matcher keeps
+  // them apart): side by side, oldest first; links are made and undone here.
+  function yearsPanel(deer, years) {
+    const others = years.filter((y) => y.deer.id !== deer.id);
+    const cards = years.map((y) =>
+      h(
+        "div",
+        { class: y.deer.id === deer.id ? "year-card current" : "year-card", dataset: { id: y.deer.id } },
+        h("div", { class: "year-season" }, y.season),
+        crop(y.deer.crop_url, `Best picture of ${y.deer.name}`, { cls: "crop year-crop" }),
+        y.deer.id === deer.id ? h("b", {}, `${y.deer.name} (this profile)`) : h("a", { href: `/deer/${y.deer.id}` }, y.deer.name),
+        h("div", { class: "muted small" }, `${plural(y.deer.sighting_count, "sighting")} · ${when(y.deer.first_seen, { time: false })} – ${when(y.deer.last_seen, { time: false })}`),
+        y.linked_directly
+          ? h("button", { type: "button", class: "btn link unlink-year", onclick: (e) => unlinkYear(deer, y.deer, e.currentTarget) }, "Unlink")
+          : y.deer.id === deer.id
+            ? null
+            : h("div", { class: "muted small" }, "linked through another year"),
+      ),
+    );
+    return h(
+      "section",
+      { class: "panel", id: "years" },
+      h("div", { class: "row" }, h("h2", {}, others.length ? "The same deer in other years" : "Other years"), h("button", { type: "button", class: "btn", id: "link-year", onclick: (e) => linkYear(deer, e.currentTarget) }, "Link another year…")),
+      others.length
+        ? h("div", { class: "years" }, cards)
+        : h("p", { class: "muted small" }, "A buck's antlers change every year, so last season's profile of him is often a deer of its own. Link it here: both stay, side by side."),
+    );
+  }
+
+  async function linkYear(deer, button) {
+    const pick = await pickDeer({
+      title: `${deer.name} in another year`,
+      exclude: [deer.id],
+      confirmLabel: (item) => `Link ${item.deer.name} as ${deer.name} in another year`,
+    });
+    if (!pick) return;
+    try {
+      await busy(button, post(`/api/deer/${deer.id}/links`, { deer_id: pick.deer.id }));
+    } catch (err) {
+      notifyError(err, "Could not link: ");
+      return;
+    }
+    notify(`Linked ${pick.deer.name} and ${deer.name} as one deer in different years`);
+    await refresh();
+  }
+
+  async function unlinkYear(deer, other, button) {
+    try {
+      await busy(button, del(`/api/deer/${deer.id}/links/${other.id}`));
+    } catch (err) {
+      notifyError(err, "Could not unlink: ");
+      return;
+    }
+    notify(`${other.name} is no longer linked to ${deer.name}`);
+    await refresh();
   }
 
   async function merge(deer, button) {

@@ -20,7 +20,13 @@ export function deerCard(deer) {
     h(
       "div",
       { class: "card-body" },
-      h("div", { class: "card-title" }, h("span", { class: "name" }, deer.name), sexBadge(deer.sex)),
+      h(
+        "div",
+        { class: "card-title" },
+        deer.starred ? h("span", { class: "star on", title: "Starred" }, "★") : null,
+        h("span", { class: "name" }, deer.name),
+        sexBadge(deer.sex),
+      ),
       h("div", { class: "card-meta" }, plural(deer.sighting_count, "sighting"), " · last seen ", when(deer.last_seen, { time: false })),
       deer.cameras.length ? h("div", { class: "card-meta muted" }, deer.cameras.join(", ")) : null,
     ),
@@ -33,6 +39,7 @@ export async function galleryPage(view) {
     q: params.get("q") || "",
     sex: params.get("sex") || "",
     camera_id: params.get("camera") || "",
+    starred: params.get("starred") === "1",
     sort: SORTS[params.get("sort")] ? params.get("sort") : "last_seen",
     order: params.get("order") === "asc" ? "asc" : "desc",
     page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
@@ -48,6 +55,8 @@ export async function galleryPage(view) {
   );
   sex.value = state.sex;
   const camera = h("select", { id: "f-camera", "aria-label": "Camera" }, h("option", { value: "" }, "Any camera"));
+  const starred = h("input", { type: "checkbox", id: "f-starred" });
+  starred.checked = state.starred;
   const sort = h(
     "select",
     { id: "f-sort", "aria-label": "Sort by" },
@@ -61,6 +70,7 @@ export async function galleryPage(view) {
     search,
     sex,
     camera,
+    h("label", { class: "inline check", for: "f-starred" }, starred, " ★ Starred only"),
     h("label", { class: "inline", for: "f-sort" }, "Sort"),
     sort,
     order,
@@ -87,7 +97,7 @@ export async function galleryPage(view) {
     });
 
   let controller = null;
-  const filtered = () => Boolean(state.q || state.sex || state.camera_id);
+  const filtered = () => Boolean(state.q || state.sex || state.camera_id || state.starred);
 
   async function load() {
     order.textContent = state.order === "desc" ? "↓ Descending" : "↑ Ascending";
@@ -96,6 +106,7 @@ export async function galleryPage(view) {
     if (state.q) url.set("q", state.q);
     if (state.sex) url.set("sex", state.sex);
     if (state.camera_id) url.set("camera", state.camera_id);
+    if (state.starred) url.set("starred", "1");
     if (state.sort !== "last_seen") url.set("sort", state.sort);
     if (state.order !== "desc") url.set("order", state.order);
     if (state.page > 1) url.set("page", state.page);
@@ -112,6 +123,7 @@ export async function galleryPage(view) {
           q: state.q,
           sex: state.sex,
           camera_id: state.camera_id,
+          starred: state.starred ? "true" : null,
           sort: state.sort,
           order: state.order,
           limit: PAGE_SIZE,
@@ -169,7 +181,8 @@ export async function galleryPage(view) {
   }
 
   function reset() {
-    Object.assign(state, { q: "", sex: "", camera_id: "", page: 1 });
+    Object.assign(state, { q: "", sex: "", camera_id: "", starred: false, page: 1 });
+    starred.checked = false;
     search.value = "";
     sex.value = "";
     camera.value = "";
@@ -180,13 +193,14 @@ export async function galleryPage(view) {
     state.q = search.value.trim();
     state.sex = sex.value;
     state.camera_id = camera.value;
+    state.starred = starred.checked;
     if (sort.value !== state.sort) state.order = sort.value === "name" ? "asc" : "desc"; // A→Z, newest or most first
     state.sort = sort.value;
     state.page = 1;
     load();
   };
   search.addEventListener("input", debounce(changed, 300));
-  for (const control of [sex, camera, sort]) control.addEventListener("change", changed);
+  for (const control of [sex, camera, sort, starred]) control.addEventListener("change", changed);
   order.addEventListener("click", () => {
     state.order = state.order === "desc" ? "asc" : "desc";
     state.page = 1;
