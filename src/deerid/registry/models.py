@@ -8,6 +8,7 @@ The active model is, in order: DEERID_MODEL, the choice saved by
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,11 @@ def active_model_name(settings: Settings) -> tuple[str, str]:
 def use_model(settings: Settings, key: str) -> ModelEntry:
     entry = find_model(settings, key)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / ACTIVE_FILE).write_text(json.dumps({"model": entry.name}))
+    # Written beside and renamed: a reader (another process, a crash mid-write) never sees half a file.
+    target = settings.data_dir / ACTIVE_FILE
+    tmp = target.with_name(f".{ACTIVE_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"model": entry.name}))
+    os.replace(tmp, target)
     return entry
 
 
