@@ -46,9 +46,9 @@ from deerid.embed.weights import load_network, resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 from deerid.training import TrainConfig, train  # noqa: E402
 from deerid.training.adapt import AdaptConfig, adapt, pseudo_labels  # noqa: E402
-from deerid.training.cache import CLEAN, build_cache, cache_key  # noqa: E402
+from deerid.training.cache import CLEAN  # noqa: E402
 from deerid.training.data import check_samples  # noqa: E402
-from deerid.training.loop import WEIGHTS_FILE, embed_cached  # noqa: E402
+from deerid.training.loop import WEIGHTS_FILE, cached_features, embed_cached  # noqa: E402
 from deerid.training.model import n_blocks, split_network  # noqa: E402
 from ranking import set_variant  # noqa: E402
 from train_cv import DATA, folds  # noqa: E402
@@ -140,17 +140,13 @@ def main() -> None:
     split = n_blocks(network) - tcfg.trainable_blocks
     trunk, untrained = split_network(network, tcfg.trainable_blocks)
     t0, c0 = time.monotonic(), time.process_time()
-    feats = build_cache(
+    feats = cached_features(
         [s[0] for s in samples],
         data.sha256,
         trunk,
-        input_size=tcfg.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        aug=tcfg.augment,
-        n_aug=tcfg.n_aug_views,
-        seed=tcfg.seed,
-        key=cache_key(spec.name, tcfg.input_size, split, tcfg.augment, tcfg.n_aug_views, tcfg.seed),
+        spec,
+        tcfg,
+        split=split,
         cache_dir=args.cache_dir,
         device=torch.device("cpu"),
     )

@@ -13,19 +13,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from builders import start_server
 from conftest import FEEDER, FEEDER_JSON, create_database
 from deerid.api.main import create_app
 from deerid.core.config import Settings
@@ -70,21 +67,9 @@ def feeder(pg_root: str, models_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def server(feeder: Settings) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(feeder), log_level="warning", access_log=False))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(10)
-    sock.close()
+    base_url, stop = start_server(create_app(feeder))
+    yield base_url
+    stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from frictionless import Package
 from typer.testing import CliRunner
 
+from builders import start_server
 from conftest import feeder_card
 from deerid.api.main import create_app
 from deerid.cli import app
@@ -302,33 +303,18 @@ def test_cameras_page_adds_and_deletes_deployments(db: Settings, tmp_path: Path)
     for the Victure camera (its row shows 4 photos, the store has it with its coordinates), an
     out-of-range latitude typed past the field's limits is refused with the server's message and
     not stored, and Delete removes the row. Screenshot in artifacts/."""
-    import socket
-    import threading
-    import time
 
-    import uvicorn
     from playwright.sync_api import expect, sync_playwright
 
     from conftest import ARTIFACTS
 
     shots = ARTIFACTS / "test_cameras_page_adds_and_deletes_deployments"
     shots.mkdir(parents=True, exist_ok=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(db), log_level="warning", access_log=False))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    base_url, stop = start_server(create_app(db))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(
-                base_url=f"http://127.0.0.1:{port}", viewport={"width": 1280, "height": 900}
-            )
+            page = browser.new_page(base_url=base_url, viewport={"width": 1280, "height": 900})
             page.goto("/cameras")
             expect(page.locator("#deployments-table tbody tr")).to_have_count(1)
             expect(page.locator("#deployments-table")).to_contain_text("No deployments yet")
@@ -358,7 +344,5 @@ def test_cameras_page_adds_and_deletes_deployments(db: Settings, tmp_path: Path)
             expect(page.locator("#deployments-table")).to_contain_text("No deployments yet")
             browser.close()
     finally:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
+        stop()
     assert _stored(db) == 0

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from frictionless import Package
 from typer.testing import CliRunner
 
+from builders import start_server
 from conftest import feeder_card
 from deerid.api.main import create_app
 from deerid.cli import app
@@ -484,28 +485,15 @@ def test_dashboard_downloads_both_exports(db: Settings, tmp_path: Path) -> None:
     """The Cameras page in Chromium against a real uvicorn server: its two export buttons
     download the CSV (the database's rows) and the Camtrap DP zip (a valid package), with the
     timezone typed on the page."""
-    import socket
-    import threading
-    import time
 
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
     _place_cameras(db)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(db), log_level="warning", access_log=False))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    base_url, stop = start_server(create_app(db))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            context = browser.new_context(base_url=f"http://127.0.0.1:{port}", accept_downloads=True)
+            context = browser.new_context(base_url=base_url, accept_downloads=True)
             page = context.new_page()
             page.goto("/cameras")
             page.fill("#export-timezone", "America/Chicago")
@@ -519,9 +507,7 @@ def test_dashboard_downloads_both_exports(db: Settings, tmp_path: Path) -> None:
             zip_download.value.save_as(zip_path)
             browser.close()
     finally:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
+        stop()
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     _check_csv_against_database(rows, db)

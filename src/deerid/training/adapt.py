@@ -37,13 +37,14 @@ import numpy as np
 
 from deerid.embed.backbones import get_backbone_spec
 from deerid.embed.weights import load_network, resolve_weights
-from deerid.training.cache import CLEAN, build_cache, cache_key
+from deerid.training.cache import CLEAN
 from deerid.training.data import TrainingDataError, check_samples
 from deerid.training.loop import (
     MODEL_FILE,
     WEIGHTS_FILE,
     TrainConfig,
     TrainedModel,
+    cached_features,
     embed_cached,
     resolve_device,
     train,
@@ -257,17 +258,13 @@ def adapt(
     trunk.to(device)
     tail.to(device)
     t0 = time.monotonic()
-    feats = build_cache(
+    feats = cached_features(
         [s[0] for s in data.samples],
         data.sha256,
         trunk,
-        input_size=tcfg.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        aug=tcfg.augment,
-        n_aug=tcfg.n_aug_views,
-        seed=tcfg.seed,
-        key=cache_key(spec.name, tcfg.input_size, split, tcfg.augment, tcfg.n_aug_views, tcfg.seed),
+        spec,
+        tcfg,
+        split=split,
         cache_dir=cache_dir,
         device=device,
         progress=lambda done, total: _emit(

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import deerid
-from deerid.embed.backbones import get_backbone_spec
+from deerid.embed.backbones import BackboneSpec, get_backbone_spec
 from deerid.embed.weights import load_network, resolve_weights
 from deerid.evaluation.retrieval import retrieval_metrics
 from deerid.training.augment import AugmentConfig
@@ -134,6 +134,38 @@ def embed_cached(tail: Tail, feats: torch.Tensor, device: torch.device, batch: i
     return torch.cat(out) if out else torch.zeros(0, tail.projection.shape[1])
 
 
+def cached_features(
+    paths: list[Path],
+    sha256: list[str],
+    trunk: torch.nn.Module,
+    spec: BackboneSpec,
+    config: TrainConfig,
+    *,
+    split: int,
+    cache_dir: Path,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """The frozen trunk's features of every view of every photo (`split` = the trunk's blocks),
+    read from the cache when an earlier run (train, adapt, a benchmark) wrote them."""
+    key = cache_key(spec.name, config.input_size, split, config.augment, config.n_aug_views, config.seed)
+    return build_cache(
+        paths,
+        sha256,
+        trunk,
+        input_size=config.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        aug=config.augment,
+        n_aug=config.n_aug_views,
+        seed=config.seed,
+        key=key,
+        cache_dir=cache_dir,
+        device=device,
+        progress=progress,
+    )
+
+
 def train(
     samples: list[Sample],
     config: TrainConfig,
@@ -215,26 +247,14 @@ def _train(
 ) -> TrainedModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(config.cache_dir) if config.cache_dir else out_dir / "cache"
-    key = cache_key(
-        spec.name,
-        config.input_size,
-        total_blocks - config.trainable_blocks,
-        config.augment,
-        config.n_aug_views,
-        config.seed,
-    )
     t0 = time.monotonic()
-    feats = build_cache(
+    feats = cached_features(
         [s[0] for s in data.samples],
         data.sha256,
         trunk,
-        input_size=config.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        aug=config.augment,
-        n_aug=config.n_aug_views,
-        seed=config.seed,
-        key=key,
+        spec,
+        config,
+        split=total_blocks - config.trainable_blocks,
         cache_dir=cache_dir,
         device=device,
         progress=lambda done, total: _emit(
