@@ -31,9 +31,9 @@ import torch
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema
+from deerid.db.tables import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
 from deerid.embed.embedder import get_embedder
-from deerid.models import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import assign_detection
 

@@ -82,8 +82,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import create_database, dispose_engines, upgrade_schema
+from deerid.db.tables import EMBEDDING_DIM, Assignment, DetectionStatus
 from deerid.domain.classes import Sex
-from deerid.models import EMBEDDING_DIM, Assignment, DetectionStatus
 from deerid.store import deer as deer_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

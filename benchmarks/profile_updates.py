@@ -45,8 +45,8 @@ from sqlalchemy.orm import Session
 
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import create_database, dispose_engines, upgrade_schema
+from deerid.db.tables import EMBEDDING_DIM, Assignment, Deer, Detection, Image
 from deerid.domain.classes import Sex
-from deerid.models import EMBEDDING_DIM, Assignment, Deer, Detection, Image
 from deerid.reid.service import assign_detection
 from deerid.store import deer as deer_store
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
 from deerid.db.session import dispose_engines, session_factory
+from deerid.db.tables import Assignment, Deer, Detection, Image
 from deerid.domain.classes import Sex
 from deerid.domain.probability import SameAnimalProbability
 from deerid.evaluation.calibration import choose_threshold
@@ -48,7 +49,6 @@ from deerid.evaluation.openset import sweep_openset
 from deerid.evaluation.pairs import encounter_pairs
 from deerid.evaluation.retrieval import load_identity_folder
 from deerid.evaluation.review import mean_review, plot_review, simulate_review
-from deerid.models import Assignment, Deer, Detection, Image
 from ingest import _buck_row, image_rows, new_database
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -242,7 +242,7 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
     """What a user sees on the feeder set: deer after ingest (defaults, no calibration), queries
     waiting, and screens until the two known bucks (buck-A: 5 boxes, buck-B: 2) are each one
     deer, with an oracle that knows only those two and answers "none" to everything else."""
-    from deerid.models import ReviewChoice
+    from deerid.db.tables import ReviewChoice
     from deerid.pipeline.ingest import ingest
     from deerid.registry.models import active_embedder
     from deerid.store import review as review_store

@@ -355,7 +355,7 @@ def end_to_end(backbone: str, batch: int, rounds: int, copies: int, work: Path) 
     """Section 3: `embed_detections` over real feeder photos, with and without the decode thread."""
     from deerid.db.embedded import start_embedded, stop_embedded
     from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema
-    from deerid.models import Detection
+    from deerid.db.tables import Detection
     from deerid.pipeline.ingest import ingest
     from deerid.reid.service import embed_detections
 

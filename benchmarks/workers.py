@@ -55,8 +55,8 @@ DEERID = str(Path(sys.executable).parent / "deerid")
 from deerid.core.config import Settings  # noqa: E402
 from deerid.db.embedded import start_embedded, stop_embedded  # noqa: E402
 from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema  # noqa: E402
+from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Image  # noqa: E402
 from deerid.domain.classes import Sex  # noqa: E402
-from deerid.models import Camera, Deer, Detection, DetectionStatus, Image  # noqa: E402
 from deerid.registry.models import active_embedder  # noqa: E402
 from deerid.tasks.celery_app import REIDENTIFY_DEER, enqueue  # noqa: E402
 

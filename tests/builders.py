@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from deerid.db.tables import Deer, DetectionStatus
 from deerid.domain.classes import Sex
-from deerid.models import Deer, DetectionStatus
 from deerid.reid.service import ReidResult, assign_detection
 from deerid.store import detections as det_store
 from deerid.store import photos as photo_store

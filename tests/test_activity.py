@@ -27,6 +27,7 @@ from deerid.api.main import create_app
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.session import session_factory
+from deerid.db.tables import Camera, Detection, Image
 from deerid.domain.activity import (
     Visit,
     activity,
@@ -34,7 +35,6 @@ from deerid.domain.activity import (
     daylight_phase,
     moon_phase,
 )
-from deerid.models import Camera, Detection, Image
 from deerid.pipeline.ingest import ingest
 from test_encounters_feeder import GROUND_TRUTH, arrange
 

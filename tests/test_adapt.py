@@ -175,8 +175,8 @@ def test_gallery_groups_boxes_by_track_and_confirmed_deer(settings: Settings, wo
     from datetime import UTC, datetime
 
     from builders import unit
+    from deerid.db.tables import Deer, Detection, DetectionStatus, Event, Image, Track
     from deerid.domain.classes import Sex
-    from deerid.models import Deer, Detection, DetectionStatus, Event, Image, Track
     from deerid.training.gallery import gallery_boxes
 
     ids = [world.sighting(unit(i)) for i in range(8)]

@@ -29,8 +29,8 @@ from PIL import Image
 from conftest import NYALA, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Assignment, Deer, Detection
 from deerid.evaluation.retrieval import load_identity_folder
-from deerid.models import Assignment, Deer, Detection
 from deerid.pipeline.ingest import ingest
 from deerid.registry.calibration import load_probability, resolve_threshold
 from deerid.registry.models import active_embedder

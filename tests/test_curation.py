@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from builders import T0, World, assign, near, unit
+from deerid.db.tables import Assignment, Deer, Detection, Merge, ReviewDecision, ReviewDecisionKind
 from deerid.domain.classes import Sex
-from deerid.models import Assignment, Deer, Detection, Merge, ReviewDecision, ReviewDecisionKind
 from deerid.store import curation
 
 

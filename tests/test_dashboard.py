@@ -27,7 +27,7 @@ from conftest import FEEDER, FEEDER_JSON, create_database
 from deerid.api.main import create_app
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Detection
+from deerid.db.tables import Detection
 from deerid.pipeline.ingest import ingest
 
 TOKEN = "dash-token-456"

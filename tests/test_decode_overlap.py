@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, feeder_card
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Detection, Image
 from deerid.embed.embedder import get_embedder
 from deerid.ingest.crop import iter_crops, prefetch
-from deerid.models import Detection, Image
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import embed_detections
 

@@ -29,8 +29,8 @@ from deerid.api.main import create_app
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.session import create_database, dispose_engines, session_factory
+from deerid.db.tables import Camera, Deployment, Detection, Image
 from deerid.export.camtrap import local_descriptor
-from deerid.models import Camera, Deployment, Detection, Image
 from deerid.pipeline.ingest import ingest
 
 PHOTOS = [

@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from deerid.db.embedded import embedded_pid
-from deerid.models import Base
+from deerid.db.tables import Base
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 HOLD = (

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from conftest import SHARED
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Deer, Detection, Image
+from deerid.db.tables import Deer, Detection, Image
 from deerid.pipeline.ingest import ingest
 
 PERU = SHARED / "data" / "bursts" / "peru-s90"

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, create_database
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Assignment, Camera, Detection, DetectionStatus, Event, Image, Track
+from deerid.db.tables import Assignment, Camera, Detection, DetectionStatus, Event, Image, Track
 from deerid.pipeline.ingest import IngestReport, ingest
 
 GAP = 400.0

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, NYALA, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Detection, Image
+from deerid.db.tables import Detection, Image
 from deerid.pipeline.ingest import ingest
 from deerid.pipeline.labelled import confirmed_vectors, export_confirmed_crops
 from deerid.registry.models import active_embedder

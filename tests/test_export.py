@@ -35,9 +35,9 @@ from deerid.api.main import create_app
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.session import create_database, dispose_engines, session_factory
+from deerid.db.tables import Camera, Deer, Detection, Image
 from deerid.export.camtrap import local_descriptor, write_package
 from deerid.export.common import ExportOptions, parse_timezone, stream_zip
-from deerid.models import Camera, Deer, Detection, Image
 from deerid.pipeline.ingest import ingest
 from deerid.store.curation import move_detections
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, MEGADETECTOR, create_database, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Camera, Deer, Detection, DetectionStatus, Image
+from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Image
 from deerid.pipeline.ingest import ingest
 
 DEERID = str(Path(sys.executable).parent / "deerid")

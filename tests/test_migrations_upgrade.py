@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 
 from deerid.core.config import Settings
 from deerid.db.session import MIGRATIONS_DIR, create_database, session_factory, upgrade_schema
-from deerid.models import Deer, Detection, Image
+from deerid.db.tables import Deer, Detection, Image
 
 PREVIOUS_RELEASE = "0003"
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Deer, Detection, DetectionStatus
+from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.pipeline.ingest import ingest
 from deerid.pipeline.reembed import reembed
 from deerid.registry import calibration

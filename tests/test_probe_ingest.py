@@ -26,9 +26,9 @@ from PIL import Image as PILImage
 from conftest import FEEDER, SHARED, subprocess_env
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Detection, Image
 from deerid.embed.embedder import get_embedder
 from deerid.ingest.scan import iter_photos
-from deerid.models import Detection, Image
 from deerid.pipeline.ingest import IngestReport, ingest
 from deerid.reid.service import embed_detections
 

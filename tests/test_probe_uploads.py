@@ -27,7 +27,7 @@ from deerid.api.main import create_app
 from deerid.api.routes.uploads import resume_interrupted
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Image
+from deerid.db.tables import Image
 
 TOKEN = "uploads-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from builders import MODEL, T0, World, assign, near, unit
+from deerid.db.tables import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
-from deerid.models import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.reid.service import Outcome
 from deerid.store import deer as deer_store
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from builders import MODEL, T0, World, assign, deer_row, near, unit
+from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.domain.classes import Sex
-from deerid.models import Deer, Detection, DetectionStatus
 from deerid.reid.service import Outcome, unassign
 from deerid.store import deer as deer_store
 

@@ -21,7 +21,7 @@ from builders import World
 from conftest import feeder_card
 from deerid.api.main import create_app
 from deerid.core.config import Settings
-from deerid.models import Detection
+from deerid.db.tables import Detection
 from deerid.pipeline.ingest import ingest
 
 # buck-A (5 photos over 10 days, one camera), buck-B (2 photos), a doe + fawn photo, and a
@@ -244,7 +244,7 @@ def test_animals_seen_together_are_never_a_question(settings: Settings, tmp_path
     import sqlalchemy as sa
 
     from deerid.db.session import session_factory
-    from deerid.models import Image
+    from deerid.db.tables import Image
 
     names = ["IMG_7324.JPG", "IMG_7325.JPG", "IMG_7335.JPG", "IMG_3899.JPG", "IMG_2257.JPG"]
     card, md = feeder_card(tmp_path, names)
@@ -279,7 +279,7 @@ def test_two_tracks_of_one_event_are_never_a_pair(world: World) -> None:
     import sqlalchemy as sa
 
     from builders import MODEL, assign, near, unit
-    from deerid.models import Event, Image, Track
+    from deerid.db.tables import Event, Image, Track
     from deerid.store import review as review_store
 
     base = unit(7)

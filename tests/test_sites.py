@@ -25,9 +25,9 @@ from builders import MODEL, World, assign, near, unit
 from conftest import feeder_card
 from deerid.api.main import create_app
 from deerid.core.config import Settings
+from deerid.db.tables import Camera, Detection, Image
 from deerid.domain.classes import Sex
 from deerid.domain.sites import DEFAULT_SITE, SiteError
-from deerid.models import Camera, Detection, Image
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import Outcome, assign_detection
 from deerid.store import deer as deer_store

@@ -34,8 +34,8 @@ from deerid.api.main import create_app
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.session import session_factory
+from deerid.db.tables import Camera, Event, Image
 from deerid.ingest.photos import read_photo_meta
-from deerid.models import Camera, Event, Image
 from deerid.pipeline.ingest import ingest
 
 GROUND_TRUTH = {im["file"]: im for im in json.loads(FEEDER_JSON.read_text())["images"]}

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from conftest import FEEDER, FEEDER_JSON, create_database, subprocess_env
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.session import session_factory
-from deerid.models import Deer, Detection, DetectionStatus
+from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.pipeline.ingest import ingest
 
 pytestmark = pytest.mark.redis

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from deerid import __version__
+from deerid.db.tables import Assignment
 from deerid.domain.classes import DeerClass, deer_class_for_label
 from deerid.export.common import (
     ExportOptions,
@@ -30,7 +31,6 @@ from deerid.export.common import (
     stamp,
     stream_zip,
 )
-from deerid.models import Assignment
 from deerid.store import export as store
 from deerid.store.export import BoxRow, DeploymentSpan
 

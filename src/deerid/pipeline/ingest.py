@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Detection, DetectionStatus, Image
 from deerid.domain.classes import Kind, sex_for_class
 from deerid.domain.sites import check_site_name
 from deerid.ingest.crop import pixel_box
@@ -28,7 +29,6 @@ from deerid.ingest.paths import match_entries
 from deerid.ingest.photos import EXIF_SOURCES, PhotoMeta, PhotoReadError, read_photo_meta, with_strip_time
 from deerid.ingest.scan import iter_photos, sha256_file
 from deerid.ingest.strip import StripReading, TesseractMissing, read_strip, settle_names, tesseract_path
-from deerid.models import Detection, DetectionStatus, Image
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store
 from deerid.store import encounters as enc_store

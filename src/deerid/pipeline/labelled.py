@@ -18,12 +18,12 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.domain.probability import SameAnimalProbability
 from deerid.evaluation.data import LabelledSet
 from deerid.evaluation.pairs import encounter_pairs
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
-from deerid.models import Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.store.identities import ConfirmedSighting, confirmed_sightings
 
 VISIT_GAP = timedelta(minutes=10)

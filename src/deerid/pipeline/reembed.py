@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
-from deerid.models import Deer, Detection, DetectionStatus
+from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.registry.models import active_embedder
 from deerid.reid.service import embed_detections
 from deerid.store.deer import recompute_profile

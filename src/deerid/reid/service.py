@@ -24,12 +24,12 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from deerid.db.tables import Assignment, Detection, DetectionStatus
 from deerid.domain.classes import Sex
 from deerid.domain.matching import decide
 from deerid.embed.protocol import EmbedderLike
 from deerid.embed.resize import squash
 from deerid.ingest.crop import iter_crops, prefetch
-from deerid.models import Assignment, Detection, DetectionStatus
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
 from deerid.store import encounters as enc_store

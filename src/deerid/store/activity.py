@@ -13,8 +13,8 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Camera, Deer, Deployment, Detection, Image, Track
 from deerid.domain.activity import Visit, season_start
-from deerid.models import Camera, Deer, Deployment, Detection, Image, Track
 from deerid.store.deployments import deployment_of_image
 from deerid.store.views import LOCAL_TIME
 

@@ -11,8 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from deerid.domain.classes import Sex
-from deerid.models import (
+from deerid.db.tables import (
     Assignment,
     Deer,
     Detection,
@@ -21,6 +20,7 @@ from deerid.models import (
     ReviewDecision,
     ReviewDecisionKind,
 )
+from deerid.domain.classes import Sex
 from deerid.store.deer import create_deer, recompute_profile
 from deerid.store.detections import now
 

@@ -30,9 +30,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
 from deerid.domain.matching import Candidate
-from deerid.models import Assignment, Deer, Detection, DetectionStatus, Image
 
 NEIGHBOURS = 64  # sightings fetched per query: enough to cover several deer with many sightings each
 

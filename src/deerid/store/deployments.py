@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from deerid.models import Camera, Deployment, Image
+from deerid.db.tables import Camera, Deployment, Image
 from deerid.store.views import LOCAL_TIME
 
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import EMBEDDING_DIM, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
-from deerid.models import EMBEDDING_DIM, Detection, DetectionStatus, Image
 
 
 @dataclass(frozen=True)

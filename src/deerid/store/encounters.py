@@ -18,6 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Event, Image, Track
 from deerid.domain.encounters import (
     EventGroup,
     LinkParams,
@@ -27,7 +28,6 @@ from deerid.domain.encounters import (
     link_tracks,
     time_problem,
 )
-from deerid.models import Camera, Deer, Detection, DetectionStatus, Event, Image, Track
 
 
 def _lock(session: Session, key: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from deerid.models import Camera, Deer, Deployment, Detection, Event, Image
+from deerid.db.tables import Camera, Deer, Deployment, Detection, Event, Image
 from deerid.store.deployments import deployment_of_image
 from deerid.store.views import CLOCK_OFFSET, LOCAL_TIME
 

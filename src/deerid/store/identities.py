@@ -9,7 +9,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from deerid.models import Detection, Image
+from deerid.db.tables import Detection, Image
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Deer, DeerLink
 from deerid.domain.activity import season_start
-from deerid.models import Deer, DeerLink
 from deerid.store.curation import CurationError, get_deer
 
 

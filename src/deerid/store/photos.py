@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Camera, Image
 from deerid.domain.sites import DEFAULT_SITE, SiteError
-from deerid.models import Camera, Image
 
 
 def camera_id_for(
@@ -178,7 +178,7 @@ def relocate_image(
     """The photo with this content is now at `path` (found again by its SHA-256): store its new
     location and send boxes that failed only because the photo was unreachable back to re-ID.
     Returns True when the stored path changed."""
-    from deerid.models import Detection, DetectionStatus
+    from deerid.db.tables import Detection, DetectionStatus
 
     old_path = session.execute(sa.select(Image.path).where(Image.id == image_id)).scalar_one()
     session.execute(

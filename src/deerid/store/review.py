@@ -26,9 +26,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Deer, Detection, Merge, ReviewChoice, ReviewScreen
 from deerid.domain.classes import Sex
 from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, Screen, comparable_pairs, uncalibrated
-from deerid.models import Deer, Detection, Merge, ReviewChoice, ReviewScreen
 from deerid.store import curation
 from deerid.store.detections import now
 
@@ -523,7 +523,7 @@ def sighting_fit(
 
 
 def track_exists(session: Session, track_id: int) -> bool:
-    from deerid.models import Track
+    from deerid.db.tables import Track
 
     return session.get(Track, track_id) is not None
 

@@ -15,8 +15,8 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from deerid.db.tables import Assignment, Camera, Deer, Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.domain.classes import Sex
-from deerid.models import Assignment, Camera, Deer, Detection, Image, ReviewDecision, ReviewDecisionKind
 
 SortKey = Literal["last_seen", "first_seen", "sightings", "name", "created"]
 

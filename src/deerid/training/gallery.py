@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from deerid.core.config import Settings
 from deerid.db.session import session_factory
+from deerid.db.tables import Detection, DetectionStatus, Image
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
-from deerid.models import Detection, DetectionStatus, Image
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from deerid.api.routes.cameras import camera_out
 from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import ActivityOut, SeasonCameraOut, SeasonDeerOut, SeasonOut, WeekCount
 from deerid.core.config import Settings
+from deerid.db.tables import Camera, Image
 from deerid.domain.activity import Activity, Visit, activity
 from deerid.domain.classes import Sex
-from deerid.models import Camera, Image
 from deerid.store import activity as activity_store
 
 router = APIRouter(tags=["activity"])

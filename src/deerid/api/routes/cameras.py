@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, status
 from deerid.api.deps import Reader, SessionDep, Writer
 from deerid.api.params import Id32
 from deerid.api.schemas import CameraOut, CameraPatch
+from deerid.db.tables import Camera, Image
 from deerid.domain.sites import DEFAULT_SITE, SiteError, check_site_name
-from deerid.models import Camera, Image
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 

@@ -23,8 +23,8 @@ from deerid.api.schemas import (
     SightingOut,
     TimelineOut,
 )
+from deerid.db.tables import Deer, Image
 from deerid.domain.classes import Sex
-from deerid.models import Deer, Image
 from deerid.store import curation, links, views
 
 router = APIRouter(prefix="/api/deer", tags=["deer"])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from deerid.api.deps import Reader, SessionDep, Writer
 from deerid.api.params import INT_MAX, Id32, Latitude, Longitude, Text
-from deerid.models import Deployment
+from deerid.db.tables import Deployment
 from deerid.store import deployments as store
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])

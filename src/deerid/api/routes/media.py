@@ -12,9 +12,9 @@ from fastapi.responses import FileResponse
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
 from deerid.api.params import Id64
+from deerid.db.tables import Detection, Image
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
-from deerid.models import Detection, Image
 from deerid.store import photos as photo_store
 
 router = APIRouter(prefix="/api", tags=["media"])

@@ -30,8 +30,8 @@ from deerid.api.schemas import (
     ReviewUndoOut,
 )
 from deerid.core.config import Settings
+from deerid.db.tables import Deer, ReviewChoice
 from deerid.domain.review import DEFAULT_K, Probability, uncalibrated
-from deerid.models import Deer, ReviewChoice
 from deerid.store import curation, views
 from deerid.store import review as review_store
 

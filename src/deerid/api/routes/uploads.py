@@ -137,7 +137,7 @@ def _drop_skipped_photos(settings: Settings, photos: Path) -> None:
     import sqlalchemy as sa
 
     from deerid.db.session import session_factory
-    from deerid.models import Image
+    from deerid.db.tables import Image
 
     files = {str(p.resolve()): p for p in photos.iterdir() if p.is_file()}
     if not files:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from deerid.models import Base
+from deerid.db.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")
