@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from deerid.core.config import Settings
+from deerid.core.files import sha256_file
 from deerid.embed import head as head_module
 from deerid.embed.backbones.resnet import ResNet50
 from deerid.embed.embedder import (
@@ -25,7 +26,7 @@ from deerid.embed.embedder import (
     make_model_id,
 )
 from deerid.embed.head import HeadConfig, build_projection
-from deerid.embed.weights import WeightsHashMismatchError, sha256_file
+from deerid.embed.weights import WeightsHashMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
 NYALA = REPO / ".." / "shared" / "data" / "nyala" / "train"

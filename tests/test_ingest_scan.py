@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from deerid.core.files import sha256_file
 from deerid.ingest import scan
-from deerid.ingest.scan import iter_photos, sha256_file
+from deerid.ingest.scan import iter_photos
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 FEEDER = DATA / "trailcam" / "feeder"

@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from conftest import FEEDER, FEEDER_JSON, subprocess_env
 from deerid.api.main import create_app
 from deerid.core.config import Settings
+from deerid.core.files import sha256_file
 from deerid.db.session import session_factory
 from deerid.db.tables import Deer, Detection, DetectionStatus, Image
-from deerid.ingest.scan import sha256_file
 from deerid.pipeline.ingest import ingest, pixel_digest
 from deerid.pipeline.reid import reidentify_ids
 from deerid.reid.service import Outcome

@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deerid.core.config import Settings
+from deerid.errors import Unavailable
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -47,7 +48,7 @@ DATA_FILES = ("calibration.json", "active_model.json", "api_token")
 MODELS = "models"
 
 
-class BackupError(RuntimeError):
+class BackupError(Unavailable):
     """A backup or restore that cannot go ahead; the message is one line for people."""
 
 

@@ -21,13 +21,14 @@ import warnings
 from pathlib import Path
 
 from deerid.db.watchdog import DEFAULT_INTERVAL, pid_alive
+from deerid.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "deerid"
 
 
-class EmbeddedDatabaseError(RuntimeError):
+class EmbeddedDatabaseError(Unavailable):
     pass
 
 

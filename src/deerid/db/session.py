@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded
+from deerid.errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x6465657269640001  # "deerid" + 1: any constant unique to this app
@@ -24,7 +25,7 @@ _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(Unavailable):
     pass
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from deerid.errors import Invalid
+
 
 class DeerClass(StrEnum):
     """Class of a deer box, as the classifier (or a person) labelled it."""
@@ -58,7 +60,7 @@ _ALIASES: dict[str, DeerClass] = {
 }
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(Invalid):
     """A label that is neither a deer class nor a known non-deer label."""
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 
+from deerid.errors import Invalid
+
 DEFAULT_SITE = "default"
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 
 
-class SiteError(ValueError):
+class SiteError(Invalid):
     """A site name that cannot be used, or a camera that belongs to another site."""
 
 

@@ -21,6 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from deerid.errors import Unavailable
+
 Method = Literal["sift", "rootsift", "akaze", "orb"]
 Geometry = Literal["homography", "affine", "fundamental"]
 
@@ -30,7 +32,7 @@ _MIN_MATCHES: dict[str, int] = {"homography": 4, "affine": 3, "fundamental": 8}
 MIN_SIDE = 16
 
 
-class LocalFeaturesUnavailable(ImportError):
+class LocalFeaturesUnavailable(Unavailable, ImportError):
     """OpenCV is missing: the local-feature extra is not installed."""
 
 

@@ -22,7 +22,6 @@ stay on PyTorch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -35,7 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from deerid.core.files import sha256_file
 from deerid.embed.preprocess import BatchedEmbedder
+from deerid.errors import Unavailable
 
 ONNX_FILE = "model.onnx"
 RECORD_FILE = "model.onnx.json"
@@ -48,7 +49,7 @@ _FORMAT_VERSION = 2
 """2: SAME padding as constant Conv pads (1 traced it into Shape→Pad chains, half as fast)."""
 
 
-class OnnxRuntimeError(RuntimeError):
+class OnnxRuntimeError(Unavailable):
     """ONNX Runtime is missing, or a model cannot be exported or loaded; the message says which."""
 
 
@@ -81,14 +82,6 @@ class _Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.network.forward_features(x))
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _parity_input(input_size: int) -> torch.Tensor:
@@ -173,7 +166,7 @@ def _record_ok(path: Path, model_id: str, input_size: int) -> bool:
         record.get("format") == _FORMAT_VERSION
         and record.get("model_id") == model_id
         and record.get("input_size") == input_size
-        and record.get("onnx_sha256") == _sha256_file(path)
+        and record.get("onnx_sha256") == sha256_file(path)
     )
 
 
@@ -229,7 +222,7 @@ def ensure_exported(module: nn.Module, path: Path, model_id: str, input_size: in
             "format": _FORMAT_VERSION,
             "model_id": model_id,
             "input_size": input_size,
-            "onnx_sha256": _sha256_file(tmp),
+            "onnx_sha256": sha256_file(tmp),
             "opset": OPSET,
             "parity_max_abs": max_abs,
             "torch": torch.__version__,

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from deerid.core.files import sha256_file
+from deerid.errors import Unavailable
+
 if TYPE_CHECKING:
     from deerid.embed.backbones import BackboneSpec
 
@@ -27,7 +30,7 @@ _CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(Unavailable):
     """No usable weights file; the message tells the user how to provide one."""
 
 
@@ -68,14 +71,6 @@ class ResolvedWeights:
     path: Path
     sha256: str
     origin: str  # "explicit", "package", "hub-cache" or "download"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_weights(

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from deerid import __version__
+from deerid.core.files import atomic_path
 from deerid.db.tables import Assignment
 from deerid.domain.classes import DeerClass, deer_class_for_label
 from deerid.export.common import (
@@ -550,16 +551,9 @@ def write_package(
     out.mkdir(parents=True, exist_ok=True)
     summary = PackageSummary()
     for name, chunks in package_members(session, options, summary):
-        target = out / name
-        tmp = out / f".{name}.part"
-        try:
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(out / name) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
     return summary
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from deerid.core.config import Settings
+from deerid.errors import Invalid
 
 # (model id, cosine similarity) -> calibrated same-animal probability, None without a calibration
 Probability = Callable[[str, float], float | None]
@@ -21,7 +22,7 @@ Probability = Callable[[str, float], float | None]
 CHUNK_CHARS = 64 * 1024  # text handed on at a time: large enough for few writes, small enough to stream
 
 
-class ExportError(ValueError):
+class ExportError(Invalid):
     """Something the person asking can fix: a folder that holds files, an unknown timezone."""
 
 

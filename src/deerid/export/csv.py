@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from deerid.core.files import atomic_path
 from deerid.export.common import ExportError, ExportOptions, csv_chunks, deployment_id, number, stamp
 from deerid.store import export as store
 from deerid.store.export import BoxRow
@@ -101,14 +102,8 @@ def write_sightings_csv(session: Session, out: Path, options: ExportOptions, *, 
     if out.exists() and not force:
         raise ExportError(f"{out} exists: pass --force to overwrite it")
     # Written beside and renamed: a failed export never leaves half a file under the asked name.
-    tmp = out.with_name(f".{out.name}.part")
     counted = [0]
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            for chunk in sightings_csv(session, options, counted):
-                handle.write(chunk)
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+        for chunk in sightings_csv(session, options, counted):
+            handle.write(chunk)
     return counted[0]

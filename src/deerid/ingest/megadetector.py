@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deerid.domain.classes import DeerClass, Kind, UnknownClassError, deer_class_for_label, kind_for_category
+from deerid.errors import Invalid
 from deerid.ingest.paths import normalise_relpath
 
 BBox = tuple[float, float, float, float]
@@ -26,7 +27,7 @@ _DETECTION_KEYS = frozenset({"category", "conf", "bbox", "classifications"})
 _IMAGE_KEYS = frozenset({"file", "detections", "failure"})
 
 
-class DetectionsFileError(ValueError):
+class DetectionsFileError(Invalid):
     """The detections file cannot be read as MegaDetector batch output."""
 
 

@@ -19,6 +19,8 @@ from typing import Literal
 
 from PIL import Image
 
+from deerid.errors import Invalid
+
 # Pillow warns (a raw DecompressionBombWarning on stderr) for images between its
 # limit and twice it: 100 MP trail-camera photos exist and are read correctly.
 # Above twice the limit it raises, and `open_photo` reports that photo as skipped.
@@ -57,7 +59,7 @@ _MD_UNCONVERTED_MODES = frozenset({"RGB", "I;16"})
 _EXIF_DATETIME = re.compile(r"^\s*(\d{4})[:\-/](\d{2})[:\-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 
 
-class PhotoReadError(ValueError):
+class PhotoReadError(Invalid):
     """A photo cannot be opened or decoded."""
 
     def __init__(self, path: Path | str, reason: str) -> None:

@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from deerid.errors import Unavailable
+
 StripStatus = Literal["read", "no_time", "invalid_date", "no_strip", "no_tesseract", "error"]
 """read: a valid time was read; no_time: text, but no complete date and time in it;
 invalid_date: the date read cannot exist (or lies in the future); no_strip: no strip found;
@@ -64,7 +66,7 @@ _KEPT_BRANDS = ("SIMMONS", "BUSHNELL", "BROWNING", "STEALTHCAM", "SPYPOINT", "TA
 _TEMP_RANGE_F = (-60, 140)
 
 
-class TesseractMissing(RuntimeError):
+class TesseractMissing(Unavailable):
     """The `tesseract` program is not installed."""
 
     def __init__(self) -> None:

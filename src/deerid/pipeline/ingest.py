@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deerid.core.config import Settings
+from deerid.core.files import sha256_file
 from deerid.db.session import session_factory
 from deerid.db.tables import Detection, DetectionStatus, Image
 from deerid.domain.classes import Kind, sex_for_class
@@ -27,7 +28,7 @@ from deerid.ingest.crop import pixel_box
 from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
 from deerid.ingest.paths import match_entries
 from deerid.ingest.photos import EXIF_SOURCES, PhotoMeta, PhotoReadError, read_photo_meta, with_strip_time
-from deerid.ingest.scan import iter_photos, sha256_file
+from deerid.ingest.scan import iter_photos
 from deerid.ingest.strip import StripReading, TesseractMissing, read_strip, settle_names, tesseract_path
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store

@@ -20,6 +20,7 @@ from deerid.core.config import Settings
 from deerid.db.session import session_factory
 from deerid.db.tables import Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.domain.probability import SameAnimalProbability
+from deerid.errors import Invalid
 from deerid.evaluation.data import LabelledSet
 from deerid.evaluation.pairs import encounter_pairs
 from deerid.ingest.crop import crop_boxes
@@ -29,7 +30,7 @@ from deerid.store.identities import ConfirmedSighting, confirmed_sightings
 VISIT_GAP = timedelta(minutes=10)
 
 
-class NoLabelledDataError(ValueError):
+class NoLabelledDataError(Invalid):
     pass
 
 

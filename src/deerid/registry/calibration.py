@@ -12,14 +12,13 @@ pretrained one's, and at 0.85 every new sighting of held-out nyala joined one de
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deerid.core.config import Settings
+from deerid.core.files import atomic_write
 from deerid.domain.probability import SameAnimalProbability
 
 FILE = "calibration.json"
@@ -63,12 +62,8 @@ def save(settings: Settings, model_id: str, record: dict[str, Any]) -> dict[str,
         "calibrated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     data[model_id] = stored
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Write-then-rename: a crash mid-write must not lose the other models' calibrations.
-    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".calibration-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, _path(settings))
+    atomic_write(_path(settings), json.dumps(data, indent=2))
     return stored
 
 

@@ -8,20 +8,21 @@ The active model is, in order: DEERID_MODEL, the choice saved by
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deerid.core.config import Settings
+from deerid.core.files import atomic_write
 from deerid.embed.embedder import available_backbones, get_embedder
 from deerid.embed.protocol import EmbedderLike
+from deerid.errors import NotFound
 
 ACTIVE_FILE = "active_model.json"
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(NotFound):
     pass
 
 
@@ -98,12 +99,7 @@ def active_model_name(settings: Settings) -> tuple[str, str]:
 
 def use_model(settings: Settings, key: str) -> ModelEntry:
     entry = find_model(settings, key)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Written beside and renamed: a reader (another process, a crash mid-write) never sees half a file.
-    target = settings.data_dir / ACTIVE_FILE
-    tmp = target.with_name(f".{ACTIVE_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"model": entry.name}))
-    os.replace(tmp, target)
+    atomic_write(settings.data_dir / ACTIVE_FILE, json.dumps({"model": entry.name}))
     return entry
 
 

@@ -21,11 +21,12 @@ from deerid.db.tables import (
     ReviewDecisionKind,
 )
 from deerid.domain.classes import Sex
+from deerid.errors import Invalid
 from deerid.store.deer import create_deer, recompute_profile
 from deerid.store.detections import now
 
 
-class CurationError(ValueError):
+class CurationError(Invalid):
     """A change that would break a rule (e.g. two boxes of one photo in one deer)."""
 
 

@@ -21,14 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from deerid.db.tables import Camera, Deployment, Image
+from deerid.errors import Conflict, Invalid
 from deerid.store.views import LOCAL_TIME
 
 
-class DeploymentError(ValueError):
+class DeploymentError(Invalid):
     """A deployment that cannot be stored as given: the message says what to change."""
 
 
-class DeploymentOverlap(DeploymentError):
+class DeploymentOverlap(Conflict, DeploymentError):
     """The camera has another deployment at that time."""
 
 

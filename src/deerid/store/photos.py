@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from deerid.db.tables import Camera, Image
 from deerid.domain.sites import DEFAULT_SITE, SiteError
+from deerid.errors import Invalid
 
 
 def camera_id_for(
@@ -106,7 +107,7 @@ def _stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-class PhotoCheckError(ValueError):
+class PhotoCheckError(Invalid):
     """The stored path no longer holds the stored photo: `missing` (gone) or replaced by another photo.
 
     A ValueError, so every caller that skips an unreadable photo skips this one too."""
@@ -140,7 +141,7 @@ def verify_file(
         raise PhotoCheckError(path, "now holds a different photo (its size changed)", replaced=True)
     if file_mtime is not None and st.st_mtime == file_mtime:
         return None
-    from deerid.ingest.scan import sha256_file
+    from deerid.core.files import sha256_file
 
     try:
         digest = sha256_file(path)

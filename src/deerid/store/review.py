@@ -29,13 +29,14 @@ from sqlalchemy.orm import Session
 from deerid.db.tables import Deer, Detection, Merge, ReviewChoice, ReviewScreen
 from deerid.domain.classes import Sex
 from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, Screen, comparable_pairs, uncalibrated
+from deerid.errors import Conflict
 from deerid.store import curation
 from deerid.store.detections import now
 
 _SEX_CODE = {Sex.DOE: 1, Sex.BUCK: 2}  # fawn and unknown: 0, compatible with anything
 
 
-class ReviewConflict(Exception):
+class ReviewConflict(Conflict):
     """The screen a person answered has changed underneath (a deer merged elsewhere, deleted).
 
     Carries what is true now, so the client can show it; nothing was written."""

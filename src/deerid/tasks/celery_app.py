@@ -24,13 +24,14 @@ from typing import Any
 from celery import Celery
 
 from deerid.core.config import Settings, get_settings
+from deerid.errors import Unavailable
 
 REIDENTIFY_DEER = "deerid.reidentify_deer"
 REIDENTIFY_BATCH = "deerid.reidentify_batch"
 QUEUE_PREFIX = "deerid."
 
 
-class BrokerUnavailableError(RuntimeError):
+class BrokerUnavailableError(Unavailable):
     pass
 
 

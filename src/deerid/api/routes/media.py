@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
 from deerid.api.params import Id64
+from deerid.core.files import atomic_path
 from deerid.db.tables import Detection, Image
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
@@ -88,15 +87,8 @@ def get_crop(
         thumb = crop.image.copy()
         if not full:
             thumb.thumbnail((CROP_SIZE, CROP_SIZE))
-        settings.crops_dir.mkdir(parents=True, exist_ok=True)
         # A name of its own per writer: concurrent first requests for one crop each write whole
         # files and the last rename wins (F19).
-        fd, tmp = tempfile.mkstemp(prefix=f".{cached.stem}-", suffix=".tmp", dir=settings.crops_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                thumb.save(out, format="JPEG", quality=88)
-            os.replace(tmp, cached)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(cached) as tmp:
+            thumb.save(tmp, format="JPEG", quality=88)
     return FileResponse(cached, media_type="image/jpeg")

@@ -39,6 +39,7 @@ from fastapi import APIRouter, BackgroundTasks, File, HTTPException, UploadFile,
 
 from deerid.api.deps import Reader, SettingsDep, Writer
 from deerid.core.config import Settings
+from deerid.core.files import atomic_write
 from deerid.ingest.scan import PHOTO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def _write_status(folder: Path, **changes: Any) -> dict[str, Any]:
     with _lock:
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update(changes)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current, default=str))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(current, default=str))
     return current
 
 
