@@ -41,15 +41,16 @@ BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
 sys.path.append(str(BENCH))
 
-from deerid.embed.backbones import get_backbone_spec  # noqa: E402
-from deerid.embed.weights import load_network, resolve_weights  # noqa: E402
+from deerid.embed.backbones import get_backbone_spec, load_network  # noqa: E402
+from deerid.embed.model_file import WEIGHTS_FILE  # noqa: E402
+from deerid.embed.tail import n_blocks, split_network  # noqa: E402
+from deerid.embed.weights import resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 from deerid.training import TrainConfig, train  # noqa: E402
 from deerid.training.adapt import AdaptConfig, adapt, pseudo_labels  # noqa: E402
 from deerid.training.cache import CLEAN  # noqa: E402
 from deerid.training.data import check_samples  # noqa: E402
-from deerid.training.loop import WEIGHTS_FILE, cached_features, embed_cached  # noqa: E402
-from deerid.training.model import n_blocks, split_network  # noqa: E402
+from deerid.training.loop import cached_features, embed_cached  # noqa: E402
 from ranking import set_variant  # noqa: E402
 from train_cv import DATA, folds  # noqa: E402
 

@@ -34,10 +34,14 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from deerid.embed.backbones import BACKBONES, BackboneSpec  # noqa: E402
+from deerid.embed.backbones import (  # noqa: E402
+    BACKBONES,
+    BackboneSpec,
+    load_network,
+)
 from deerid.embed.head import HeadConfig, build_projection, pool  # noqa: E402
 from deerid.embed.preprocess import to_batch  # noqa: E402
-from deerid.embed.weights import WeightsUnavailableError, load_network, resolve_weights  # noqa: E402
+from deerid.embed.weights import WeightsUnavailableError, resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "nyala" / "train"

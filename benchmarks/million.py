@@ -81,7 +81,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.db.embedded import start_embedded, stop_embedded
-from deerid.db.session import create_database, dispose_engines, upgrade_schema
+from deerid.db.session import create_database, upgrade_schema
 from deerid.db.tables import EMBEDDING_DIM, Assignment, DetectionStatus
 from deerid.domain.classes import Sex
 from deerid.store import deer as deer_store
@@ -674,7 +674,6 @@ def bench(root_url: str, args: argparse.Namespace) -> dict[str, Any]:
     plans = [explain(engine, factory, queries[q], SEXES[i][0]) for i, q in enumerate(first_of_sex)]
     load_avg["end"] = _load()
     engine.dispose()
-    dispose_engines()
     per_deer = gallery.counts
     return {
         "sightings": gallery.size,

@@ -44,7 +44,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.orm import Session
 
 from deerid.db.embedded import start_embedded, stop_embedded
-from deerid.db.session import create_database, dispose_engines, upgrade_schema
+from deerid.db.session import create_database, upgrade_schema
 from deerid.db.tables import EMBEDDING_DIM, Assignment, Deer, Detection, Image
 from deerid.domain.classes import Sex
 from deerid.reid.service import assign_detection
@@ -223,7 +223,6 @@ def bench(root_url: str, sizes: list[int], queries: int, background: int, modes:
                 )
             s.rollback()
     engine.dispose()
-    dispose_engines()
     return {
         "background_sightings": background,
         "fill_s": round(fill_seconds, 1),

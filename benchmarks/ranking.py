@@ -104,7 +104,7 @@ def _expansion_exclude(unit: np.ndarray) -> np.ndarray:
     return unit[:, None] == unit[None, :]
 
 
-def score_cosine(x: np.ndarray, ind: list[str], sig: list[str], p: dict[str, Any]) -> Metrics:
+def score_cosine(x: np.ndarray, ind: list[str], sig: list[str], _p: dict[str, Any]) -> Metrics:
     return retrieval_metrics(x, ind, sig)
 
 

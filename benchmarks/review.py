@@ -37,9 +37,9 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded, stop_embedded
-from deerid.db.session import dispose_engines, session_factory
 from deerid.db.tables import Assignment, Deer, Detection, Image
 from deerid.domain.classes import Sex
 from deerid.domain.probability import SameAnimalProbability
@@ -169,63 +169,63 @@ def screen_speed(root_url: str, size: int, repeats: int = 30) -> dict[str, Any]:
         database_url=new_database(root_url), data_dir=data_dir, device="cpu", api_token="bench"
     )
     model = active_embedder(settings).model_id
-    factory = session_factory(settings)
-    rng = np.random.default_rng(0)
-    per_deer = 5
-    centres = rng.standard_normal((size // per_deer, 512)).astype(np.float32)
-    with factory() as s, s.begin():
-        image_ids = list(
-            s.execute(
-                sa.insert(Image).returning(Image.id),
-                image_rows(size),
-            ).scalars()
-        )
-        # Every sighting its own provisional deer: the review queue's hardest case.
-        deer_ids = [uuid.uuid4() for _ in range(size)]
-        s.execute(
-            sa.insert(Deer),
-            [
-                {"id": d, "name": f"Buck r{i}", "sex": Sex.BUCK, "sighting_count": 1}
-                for i, d in enumerate(deer_ids)
-            ],
-        )
-        rows = [
-            _buck_row(
-                image_ids[i],
-                centres[i // per_deer] + 0.8 * rng.standard_normal(512).astype(np.float32),
-                model,
-                deer_id=deer_ids[i],
-                assignment=Assignment.NEW,
+    with Deerid(settings) as app:
+        factory = app.sessions
+        rng = np.random.default_rng(0)
+        per_deer = 5
+        centres = rng.standard_normal((size // per_deer, 512)).astype(np.float32)
+        with factory() as s, s.begin():
+            image_ids = list(
+                s.execute(
+                    sa.insert(Image).returning(Image.id),
+                    image_rows(size),
+                ).scalars()
             )
-            for i in range(size)
-        ]
-        for start in range(0, size, 2000):
-            s.execute(sa.insert(Detection), rows[start : start + 2000])
-    timings = []
-    auth = {"Authorization": "Bearer bench"}
-    with TestClient(create_app(settings), base_url="http://localhost") as client:
-        started = time.perf_counter()
-        first = client.get("/api/review/next")
-        first_ms = 1000 * (time.perf_counter() - started)
-        assert first.status_code == 200, first.text
-        screen = first.json()
-        after_merge = []
-        for n in range(repeats):
-            # As a person works: answer the screen, then time the next one. Every third answer is
-            # a match (about the share of merges on nyala), the rest "none of these".
-            shown = [c["deer"]["id"] for c in screen["candidates"]]
-            answer = {"query": screen["query"]["deer"]["id"], "shown": shown, "choice": "none"}
-            if n % 3 == 2:
-                answer.update(choice="match", candidate=shown[0])
-            assert client.post("/api/review/decisions", json=answer, headers=auth).status_code == 200
+            # Every sighting its own provisional deer: the review queue's hardest case.
+            deer_ids = [uuid.uuid4() for _ in range(size)]
+            s.execute(
+                sa.insert(Deer),
+                [
+                    {"id": d, "name": f"Buck r{i}", "sex": Sex.BUCK, "sighting_count": 1}
+                    for i, d in enumerate(deer_ids)
+                ],
+            )
+            rows = [
+                _buck_row(
+                    image_ids[i],
+                    centres[i // per_deer] + 0.8 * rng.standard_normal(512).astype(np.float32),
+                    model,
+                    deer_id=deer_ids[i],
+                    assignment=Assignment.NEW,
+                )
+                for i in range(size)
+            ]
+            for start in range(0, size, 2000):
+                s.execute(sa.insert(Detection), rows[start : start + 2000])
+        timings = []
+        auth = {"Authorization": "Bearer bench"}
+        with TestClient(create_app(settings), base_url="http://localhost") as client:
             started = time.perf_counter()
-            res = client.get("/api/review/next")
-            elapsed = 1000 * (time.perf_counter() - started)
-            (after_merge if n % 3 == 2 else timings).append(elapsed)
-            assert res.status_code == 200
-            screen = res.json()
-    scoring_ms = _scoring_cost(factory, model)
-    dispose_engines()
+            first = client.get("/api/review/next")
+            first_ms = 1000 * (time.perf_counter() - started)
+            assert first.status_code == 200, first.text
+            screen = first.json()
+            after_merge = []
+            for n in range(repeats):
+                # As a person works: answer the screen, then time the next one. Every third answer is
+                # a match (about the share of merges on nyala), the rest "none of these".
+                shown = [c["deer"]["id"] for c in screen["candidates"]]
+                answer = {"query": screen["query"]["deer"]["id"], "shown": shown, "choice": "none"}
+                if n % 3 == 2:
+                    answer.update(choice="match", candidate=shown[0])
+                assert client.post("/api/review/decisions", json=answer, headers=auth).status_code == 200
+                started = time.perf_counter()
+                res = client.get("/api/review/next")
+                elapsed = 1000 * (time.perf_counter() - started)
+                (after_merge if n % 3 == 2 else timings).append(elapsed)
+                assert res.status_code == 200
+                screen = res.json()
+        scoring_ms = _scoring_cost(factory, model)
     return {
         **scoring_ms,
         "gallery_sightings": size,
@@ -244,7 +244,6 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
     deer, with an oracle that knows only those two and answers "none" to everything else."""
     from deerid.db.tables import ReviewChoice
     from deerid.pipeline.ingest import ingest
-    from deerid.registry.models import active_embedder
     from deerid.store import review as review_store
 
     feeder = SHARED / "data" / "trailcam" / "feeder"
@@ -254,68 +253,68 @@ def feeder_session(root_url: str, budget: int = 400) -> dict[str, Any]:
         data_dir=Path(tempfile.mkdtemp(prefix="deerid-bench-")),
         device="cpu",
     )
-    report = ingest(settings, feeder, md)
-    model_id = active_embedder(settings).model_id
-    known = {
-        (img["file"], i): det["individual"]
-        for img in json.loads(md.read_text())["images"]
-        for i, det in enumerate(img["detections"])
-        if det.get("individual")
-    }
-    factory = session_factory(settings)
-    with factory() as s:
-        label = {
-            det_id: known.get((Path(path).name, index))
-            for det_id, path, index in s.execute(
-                sa.select(Detection.id, Image.path, Detection.source_index).join(
-                    Image, Image.id == Detection.image_id
-                )
-            )
+    with Deerid(settings) as app:
+        report = ingest(app, feeder, md)
+        model_id = app.embedder().model_id
+        known = {
+            (img["file"], i): det["individual"]
+            for img in json.loads(md.read_text())["images"]
+            for i, det in enumerate(img["detections"])
+            if det.get("individual")
         }
-        deer_before = s.execute(sa.select(sa.func.count()).select_from(Deer)).scalar_one()
-
-    def animal(s: Any, deer_id: uuid.UUID) -> str | None:
-        ids = s.execute(sa.select(Detection.id).where(Detection.deer_id == deer_id)).scalars()
-        names = {label.get(i) for i in ids} - {None}
-        return names.pop() if len(names) == 1 else None
-
-    def done(s: Any) -> bool:
-        for name in ("buck-A", "buck-B"):
-            holders = {
-                s.get(Detection, d).deer_id for d, n in label.items() if n == name and s.get(Detection, d)
+        factory = app.sessions
+        with factory() as s:
+            label = {
+                det_id: known.get((Path(path).name, index))
+                for det_id, path, index in s.execute(
+                    sa.select(Detection.id, Image.path, Detection.source_index).join(
+                        Image, Image.id == Detection.image_id
+                    )
+                )
             }
-            if len(holders) != 1:
-                return False
-        return True
+            deer_before = s.execute(sa.select(sa.func.count()).select_from(Deer)).scalar_one()
 
-    cache = review_store.ReviewCache()  # as the server keeps one: vectors are read once
-    screens = matches = 0
-    waiting_at_start = None
-    finished_at = None
-    while screens < budget:
-        with factory() as s, s.begin():
-            if finished_at is None and done(s):
-                finished_at = screens
-                break
-            view = review_store.next_screen(s, model_id, k=8, cache=cache)
-            if view is None:
-                break
-            if waiting_at_start is None:
-                waiting_at_start = view.remaining
-            wanted = animal(s, view.query_deer_id)
-            hit = next((c for c in view.candidates if wanted and animal(s, c.deer_id) == wanted), None)
-            review_store.decide(
-                s,
-                model_id,
-                query=view.query_deer_id,
-                shown=[c.deer_id for c in view.candidates],
-                choice=ReviewChoice.MATCH if hit else ReviewChoice.NONE,
-                candidate=hit.deer_id if hit else None,
-                cache=cache,
-            )
-            screens += 1
-            matches += int(hit is not None)
-    dispose_engines()
+        def animal(s: Any, deer_id: uuid.UUID) -> str | None:
+            ids = s.execute(sa.select(Detection.id).where(Detection.deer_id == deer_id)).scalars()
+            names = {label.get(i) for i in ids} - {None}
+            return names.pop() if len(names) == 1 else None
+
+        def done(s: Any) -> bool:
+            for name in ("buck-A", "buck-B"):
+                holders = {
+                    s.get(Detection, d).deer_id for d, n in label.items() if n == name and s.get(Detection, d)
+                }
+                if len(holders) != 1:
+                    return False
+            return True
+
+        cache = review_store.ReviewCache()  # as the server keeps one: vectors are read once
+        screens = matches = 0
+        waiting_at_start = None
+        finished_at = None
+        while screens < budget:
+            with factory() as s, s.begin():
+                if finished_at is None and done(s):
+                    finished_at = screens
+                    break
+                view = review_store.next_screen(s, model_id, k=8, cache=cache)
+                if view is None:
+                    break
+                if waiting_at_start is None:
+                    waiting_at_start = view.remaining
+                wanted = animal(s, view.query_deer_id)
+                hit = next((c for c in view.candidates if wanted and animal(s, c.deer_id) == wanted), None)
+                review_store.decide(
+                    s,
+                    model_id,
+                    query=view.query_deer_id,
+                    shown=[c.deer_id for c in view.candidates],
+                    choice=ReviewChoice.MATCH if hit else ReviewChoice.NONE,
+                    candidate=hit.deer_id if hit else None,
+                    cache=cache,
+                )
+                screens += 1
+                matches += int(hit is not None)
     return {
         "photos": report.photos,
         "deer_boxes_identified": report.reidentified,

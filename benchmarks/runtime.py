@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from deerid.core.config import DEFAULT_BACKBONE, Settings  # noqa: E402
 from deerid.embed.backbones import efficientnet_lite  # noqa: E402
-from deerid.embed.embedder import clear_embedder_cache, get_embedder  # noqa: E402
+from deerid.embed.embedder import get_embedder  # noqa: E402
 from deerid.embed.onnx_runtime import OnnxEmbedder, _Network, _open_session  # noqa: E402
 from deerid.embed.preprocess import BatchedEmbedder, to_batch  # noqa: E402
 from deerid.embed.resize import squash  # noqa: E402
@@ -211,7 +211,6 @@ def speed(
     embedders: dict[str, Any] = {}
     data_dir = work / "data"
     for runtime in ("torch", "onnx"):
-        clear_embedder_cache()
         settings = Settings(
             data_dir=data_dir, backbone=backbone, device="cpu", embed_batch_size=batch, runtime=runtime
         )
@@ -292,7 +291,6 @@ def speed(
         for name, (e, _) in variants.items()
         if name != "torch eager"
     }
-    clear_embedder_cache()
     start = time.perf_counter()
     get_embedder(
         Settings(data_dir=data_dir, backbone=backbone, device="cpu", embed_batch_size=batch, runtime="onnx")
@@ -353,8 +351,9 @@ def _nearest(vectors: np.ndarray, sightings: list[str]) -> np.ndarray:
 
 def end_to_end(backbone: str, batch: int, rounds: int, copies: int, work: Path) -> dict[str, Any]:
     """Section 3: `embed_detections` over real feeder photos, with and without the decode thread."""
+    from deerid.app import Deerid
     from deerid.db.embedded import start_embedded, stop_embedded
-    from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema
+    from deerid.db.session import create_database, upgrade_schema
     from deerid.db.tables import Detection
     from deerid.pipeline.ingest import ingest
     from deerid.reid.service import embed_detections
@@ -381,60 +380,61 @@ def end_to_end(backbone: str, batch: int, rounds: int, copies: int, work: Path) 
         settings = Settings(
             database_url=url, data_dir=work / "data", backbone=backbone, device="cpu", embed_batch_size=batch
         )
-        clear_embedder_cache()
-        embedder = get_embedder(settings)
-        report = ingest(settings, photos, detections, reidentify=False)
-        factory = session_factory(settings)
-        with factory() as session:
-            ids = list(session.execute(sa.select(Detection.id).where(Detection.sex.is_not(None))).scalars())
-        size = embedder.input_size
-        x = to_batch(feeder_crops(batch, size), size, embedder._spec.mean, embedder._spec.std)
+        with Deerid(settings) as app:
+            embedder = get_embedder(settings, app.models)  # the one ingest uses, from its cache
+            report = ingest(app, photos, detections, reidentify=False)
+            factory = app.sessions
+            with factory() as session:
+                ids = list(
+                    session.execute(sa.select(Detection.id).where(Detection.sex.is_not(None))).scalars()
+                )
+            size = embedder.input_size
+            x = to_batch(feeder_crops(batch, size), size, embedder._spec.mean, embedder._spec.std)
 
-        def run(ahead: int | None) -> tuple[float, int]:
-            start = time.perf_counter()
-            errors = embed_detections(
-                factory,
-                ids,
-                embedder,
-                min_size=settings.min_crop_size,
-                batch_size=batch,
-                force=True,
-                mark_failed=False,
-                decode_ahead=ahead,
-            )
-            return time.perf_counter() - start, len(ids) - len(errors)
+            def run(ahead: int | None) -> tuple[float, int]:
+                start = time.perf_counter()
+                errors = embed_detections(
+                    factory,
+                    ids,
+                    embedder,
+                    min_size=settings.min_crop_size,
+                    batch_size=batch,
+                    force=True,
+                    mark_failed=False,
+                    decode_ahead=ahead,
+                )
+                return time.perf_counter() - start, len(ids) - len(errors)
 
-        def model_only() -> float:
-            start = time.perf_counter()
-            embedder._forward(x)
-            return time.perf_counter() - start
+            def model_only() -> float:
+                start = time.perf_counter()
+                embedder._forward(x)
+                return time.perf_counter() - start
 
-        out: dict[str, Any] = {
-            "photos": report.photos,
-            "deer_boxes": len(ids),
-            "runtime": getattr(embedder, "runtime", "torch"),
-            "load_before": load(),
-        }
-        run(None)  # warm-up: page cache, the session's arena, the database's
-        model_only()
-        seconds: dict[str, list[float]] = {"model_only": [], "overlap": [], "sequential": []}
-        for _ in range(rounds):
-            seconds["model_only"].append(model_only())
-            for name, ahead in (("overlap", None), ("sequential", 0)):
-                t, embedded = run(ahead)
-                seconds[name].append(t)
-        out["embedded"] = embedded
-        out["crops_per_s"] = {
-            "model_only": round(batch / statistics.median(seconds["model_only"]), 1),
-            "end_to_end_with_overlap": round(embedded / statistics.median(seconds["overlap"]), 1),
-            "end_to_end_without_overlap": round(embedded / statistics.median(seconds["sequential"]), 1),
-        }
-        rates = out["crops_per_s"]
-        out["overlap_vs_model"] = round(rates["end_to_end_with_overlap"] / rates["model_only"], 2)
-        out["sequential_vs_model"] = round(rates["end_to_end_without_overlap"] / rates["model_only"], 2)
-        out["load_after"] = load()
-        dispose_engines()
-        return out
+            out: dict[str, Any] = {
+                "photos": report.photos,
+                "deer_boxes": len(ids),
+                "runtime": getattr(embedder, "runtime", "torch"),
+                "load_before": load(),
+            }
+            run(None)  # warm-up: page cache, the session's arena, the database's
+            model_only()
+            seconds: dict[str, list[float]] = {"model_only": [], "overlap": [], "sequential": []}
+            for _ in range(rounds):
+                seconds["model_only"].append(model_only())
+                for name, ahead in (("overlap", None), ("sequential", 0)):
+                    t, embedded = run(ahead)
+                    seconds[name].append(t)
+            out["embedded"] = embedded
+            out["crops_per_s"] = {
+                "model_only": round(batch / statistics.median(seconds["model_only"]), 1),
+                "end_to_end_with_overlap": round(embedded / statistics.median(seconds["overlap"]), 1),
+                "end_to_end_without_overlap": round(embedded / statistics.median(seconds["sequential"]), 1),
+            }
+            rates = out["crops_per_s"]
+            out["overlap_vs_model"] = round(rates["end_to_end_with_overlap"] / rates["model_only"], 2)
+            out["sequential_vs_model"] = round(rates["end_to_end_without_overlap"] / rates["model_only"], 2)
+            out["load_after"] = load()
+            return out
     finally:
         stop_embedded(work / "pgdata")
 

@@ -28,14 +28,15 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from deerid.embed.backbones import get_backbone_spec  # noqa: E402
-from deerid.embed.weights import load_network, resolve_weights  # noqa: E402
+from deerid.embed.backbones import get_backbone_spec, load_network  # noqa: E402
+from deerid.embed.model_file import WEIGHTS_FILE  # noqa: E402
+from deerid.embed.tail import n_blocks, split_network  # noqa: E402
+from deerid.embed.weights import resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 from deerid.training import TrainConfig, train  # noqa: E402
 from deerid.training.cache import CLEAN, MIRROR, build_cache, cache_key  # noqa: E402
 from deerid.training.data import check_samples  # noqa: E402
-from deerid.training.loop import WEIGHTS_FILE, embed_cached  # noqa: E402
-from deerid.training.model import n_blocks, split_network  # noqa: E402
+from deerid.training.loop import embed_cached  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "nyala" / "train"
 N_FOLDS = 3

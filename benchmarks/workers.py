@@ -52,13 +52,14 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 DEERID = str(Path(sys.executable).parent / "deerid")
 
+from deerid.app import Deerid  # noqa: E402
 from deerid.core.config import Settings  # noqa: E402
 from deerid.db.embedded import start_embedded, stop_embedded  # noqa: E402
-from deerid.db.session import create_database, dispose_engines, session_factory, upgrade_schema  # noqa: E402
+from deerid.db.session import create_database, upgrade_schema  # noqa: E402
 from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Image  # noqa: E402
+from deerid.dispatch import REIDENTIFY_DEER  # noqa: E402
 from deerid.domain.classes import Sex  # noqa: E402
 from deerid.registry.models import active_embedder  # noqa: E402
-from deerid.tasks.celery_app import REIDENTIFY_DEER, enqueue  # noqa: E402
 
 NOISE = 0.35
 THRESHOLD = 0.75
@@ -98,12 +99,12 @@ def _unit(vec: np.ndarray) -> np.ndarray:
     return vec / np.linalg.norm(vec)
 
 
-def fill(settings: Settings, model_id: str, sites: int, per_site: int, sightings: int, split: bool) -> dict:
+def fill(app: Deerid, model_id: str, sites: int, per_site: int, sightings: int, split: bool) -> dict:
     """Cameras, photos and pending buck boxes; returns {"stream": ids, "warmup": ids, "animal": {id: a}}."""
     rng = np.random.default_rng(0)
     animals = sites * per_site
     centres = rng.standard_normal((animals, 512)).astype(np.float32)
-    factory = session_factory(settings)
+    factory = app.sessions
     order = [(a, k) for a in range(animals) for k in range(sightings)]
     rng.shuffle(order)  # the stream interleaves animals and sites as a card of many cameras would
     t0 = datetime(2025, 10, 1)
@@ -174,8 +175,8 @@ def fill(settings: Settings, model_id: str, sites: int, per_site: int, sightings
     return {"stream": stream, "warmup": warmup, "animal": animal_of, "animals": animals}
 
 
-def _assigned(settings: Settings, ids: list[int]) -> int:
-    with session_factory(settings)() as s:
+def _assigned(app: Deerid, ids: list[int]) -> int:
+    with app.sessions() as s:
         return s.execute(
             sa.select(sa.func.count(Detection.id)).where(
                 Detection.id.in_(ids), Detection.deer_id.is_not(None)
@@ -183,13 +184,13 @@ def _assigned(settings: Settings, ids: list[int]) -> int:
         ).scalar_one()
 
 
-def _wait_assigned(settings: Settings, ids: list[int], timeout: float) -> float:
+def _wait_assigned(app: Deerid, ids: list[int], timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _assigned(settings, ids) == len(ids):
+        if _assigned(app, ids) == len(ids):
             return time.perf_counter()
         time.sleep(0.05)
-    raise SystemExit(f"only {_assigned(settings, ids)} of {len(ids)} assigned after {timeout:.0f} s")
+    raise SystemExit(f"only {_assigned(app, ids)} of {len(ids)} assigned after {timeout:.0f} s")
 
 
 class LockSampler:
@@ -247,60 +248,62 @@ def run_one(
     upgrade_schema(engine)
     engine.dispose()
     settings = base.model_copy(update={"database_url": url, "broker_url": broker})
-    plan = fill(settings, model_id, args.sites, args.deer_per_site, args.sightings, split)
-    env = {
-        **os.environ,
-        "DEERID_DATA_DIR": str(settings.data_dir),
-        "DATABASE_URL": url,
-        "DEERID_BROKER_URL": broker,
-        "REID_THRESHOLD": str(THRESHOLD),
-        "DEERID_BACKBONE": settings.backbone,
-    }
-    log = open(settings.data_dir / f"worker-{workers}-{int(split)}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [DEERID, "worker", f"--concurrency={workers}", "--loglevel=warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        for det_id in plan["warmup"]:
-            enqueue(settings, REIDENTIFY_DEER, det_id)
-        _wait_assigned(settings, plan["warmup"], timeout=300)
-        with session_factory(settings)() as s, s.begin():
-            s.execute(
-                sa.update(Detection)
-                .where(Detection.id.in_(plan["stream"]))
-                .values(status=DetectionStatus.PENDING)
-            )
-        with LockSampler(url) as sampler:
-            started = time.perf_counter()
-            for det_id in plan["stream"]:
-                enqueue(settings, REIDENTIFY_DEER, det_id)
-            finished = _wait_assigned(settings, plan["stream"], timeout=1800)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with Deerid(settings) as app:
+        queue = app.queue
+        assert queue is not None  # the settings name a broker
+        plan = fill(app, model_id, args.sites, args.deer_per_site, args.sightings, split)
+        env = {
+            **os.environ,
+            "DEERID_DATA_DIR": str(settings.data_dir),
+            "DATABASE_URL": url,
+            "DEERID_BROKER_URL": broker,
+            "REID_THRESHOLD": str(THRESHOLD),
+            "DEERID_BACKBONE": settings.backbone,
+        }
+        log = open(settings.data_dir / f"worker-{workers}-{int(split)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [DEERID, "worker", f"--concurrency={workers}", "--loglevel=warning"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-    seconds = finished - started
-    with session_factory(settings)() as s:
-        rows = s.execute(
-            sa.select(Detection.id, Detection.deer_id).where(Detection.id.in_(plan["stream"]))
-        ).all()
-        deer = s.execute(
-            sa.select(sa.func.count(Deer.id)).where(Deer.id.in_({r.deer_id for r in rows}))
-        ).scalar_one()
-    animals_per_deer: dict[uuid.UUID, set[int]] = {}
-    deer_per_animal: dict[int, set[uuid.UUID]] = {}
-    for det_id, deer_id in rows:
-        animals_per_deer.setdefault(deer_id, set()).add(plan["animal"][det_id])
-        deer_per_animal.setdefault(plan["animal"][det_id], set()).add(deer_id)
-    dispose_engines()
+            for det_id in plan["warmup"]:
+                queue.send(REIDENTIFY_DEER, det_id)
+            _wait_assigned(app, plan["warmup"], timeout=300)
+            with app.transaction() as s:
+                s.execute(
+                    sa.update(Detection)
+                    .where(Detection.id.in_(plan["stream"]))
+                    .values(status=DetectionStatus.PENDING)
+                )
+            with LockSampler(url) as sampler:
+                started = time.perf_counter()
+                for det_id in plan["stream"]:
+                    queue.send(REIDENTIFY_DEER, det_id)
+                finished = _wait_assigned(app, plan["stream"], timeout=1800)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+        seconds = finished - started
+        with app.sessions() as s:
+            rows = s.execute(
+                sa.select(Detection.id, Detection.deer_id).where(Detection.id.in_(plan["stream"]))
+            ).all()
+            deer = s.execute(
+                sa.select(sa.func.count(Deer.id)).where(Deer.id.in_({r.deer_id for r in rows}))
+            ).scalar_one()
+        animals_per_deer: dict[uuid.UUID, set[int]] = {}
+        deer_per_animal: dict[int, set[uuid.UUID]] = {}
+        for det_id, deer_id in rows:
+            animals_per_deer.setdefault(deer_id, set()).add(plan["animal"][det_id])
+            deer_per_animal.setdefault(plan["animal"][det_id], set()).add(deer_id)
     return {
         "mode": f"{args.sites} sites" if split else "one site",
         "workers": workers,

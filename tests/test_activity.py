@@ -22,11 +22,10 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from conftest import FEEDER_JSON, create_database
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
-from deerid.db.session import session_factory
 from deerid.db.tables import Camera, Detection, Image
 from deerid.domain.activity import (
     Visit,
@@ -36,6 +35,8 @@ from deerid.domain.activity import (
     moon_phase,
 )
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.paths import FEEDER_JSON
 from test_encounters_feeder import GROUND_TRUTH, arrange
 
 LAT, LON = 39.96, -83.0
@@ -125,7 +126,7 @@ def test_counts_visits_and_weeks_of_the_season() -> None:
 
 
 @pytest.fixture(scope="module")
-def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, TestClient]]:
+def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deerid, TestClient]]:
     """Five feeder photos from two cameras, in camera folders, ingested with a 400 s gap (so
     IMG_7325 and IMG_7324, 278 s apart, are one event); the cameras placed at Columbus."""
     root = arrange(tmp_path_factory.mktemp("sd-card"), PHOTOS)
@@ -138,13 +139,14 @@ def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         timezone="America/New_York",
         api_token=TOKEN,
     )
-    ingest(settings, root, FEEDER_JSON, camera_from_folder=True)
-    with TestClient(create_app(settings), base_url="http://localhost") as client:
-        yield settings, client
+    with Deerid(settings) as deerid:
+        ingest(deerid, root, FEEDER_JSON, camera_from_folder=True)
+        with TestClient(create_app(settings), base_url="http://localhost") as client:
+            yield deerid, client
 
 
-def _deer_of(settings: Settings, file: str, box: int) -> str:
-    with session_factory(settings)() as s:
+def _deer_of(deerid: Deerid, file: str, box: int) -> str:
+    with deerid.sessions() as s:
         return str(
             s.execute(
                 sa.select(Detection.deer_id)
@@ -154,22 +156,22 @@ def _deer_of(settings: Settings, file: str, box: int) -> str:
         )
 
 
-def _camera_id(settings: Settings, name: str) -> int:
-    with session_factory(settings)() as s:
+def _camera_id(deerid: Deerid, name: str) -> int:
+    with deerid.sessions() as s:
         return int(s.execute(sa.select(Camera.id).where(Camera.name == name)).scalar_one())
 
 
-def test_deer_and_camera_activity_count_visits(feeder: tuple[Settings, TestClient]) -> None:
+def test_deer_and_camera_activity_count_visits(feeder: tuple[Deerid, TestClient]) -> None:
     """Tried: the grey doe of IMG_7325 #4 and IMG_7324 #4 (one track, test_encounters_feeder)
     is two photos but one visit, at noon, in daylight, under a waning crescent. Before the
     camera has coordinates its daylight is unknown; an out-of-range latitude is refused and not
     stored; a deployment with coordinates places a camera that has none; after placing the
     cameras the visit is "day"."""
-    settings, client = feeder
+    deerid, client = feeder
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    doe = _deer_of(settings, "IMG_7325.JPG", 4)
-    assert doe == _deer_of(settings, "IMG_7324.JPG", 4)
-    gg = _camera_id(settings, "GG")
+    doe = _deer_of(deerid, "IMG_7325.JPG", 4)
+    assert doe == _deer_of(deerid, "IMG_7324.JPG", 4)
+    gg = _camera_id(deerid, "GG")
 
     before = client.get(f"/api/deer/{doe}/activity").json()
     assert before["visits"] == 1 and before["undated"] == 0
@@ -181,12 +183,12 @@ def test_deer_and_camera_activity_count_visits(feeder: tuple[Settings, TestClien
 
     # A deployment places the EDGE camera for the 2022 season: its visits get daylight from it
     # while the camera itself still has no coordinates.
-    dusk_deer = _deer_of(settings, "IMG_4191.JPG", 0)
+    dusk_deer = _deer_of(deerid, "IMG_4191.JPG", 0)
     assert client.get(f"/api/deer/{dusk_deer}/activity").json()["by_daylight"]["unknown"] == 1
     deployed = client.post(
         "/api/deployments",
         json={
-            "camera_id": _camera_id(settings, "EDGE"),
+            "camera_id": _camera_id(deerid, "EDGE"),
             "latitude": LAT,
             "longitude": LON,
             "start_at": "2022-08-01T00:00:00",
@@ -199,7 +201,7 @@ def test_deer_and_camera_activity_count_visits(feeder: tuple[Settings, TestClien
 
     for name in ("GG", "EDGE"):
         placed = client.patch(
-            f"/api/cameras/{_camera_id(settings, name)}",
+            f"/api/cameras/{_camera_id(deerid, name)}",
             json={"latitude": LAT, "longitude": LON},
             headers=auth,
         )
@@ -213,12 +215,12 @@ def test_deer_and_camera_activity_count_visits(feeder: tuple[Settings, TestClien
     assert out["by_week"] == [{"week_start": "2024-11-28", "visits": 1}]
     assert out["timezone"] == "America/New_York"
 
-    dusk = client.get(f"/api/deer/{_deer_of(settings, 'IMG_4191.JPG', 0)}/activity").json()
+    dusk = client.get(f"/api/deer/{_deer_of(deerid, 'IMG_4191.JPG', 0)}/activity").json()
     assert dusk["by_daylight"]["dusk"] == 1 and dusk["by_moon"]["new moon"] == 1
 
     # The GG camera's visits: one per deer per event, so fewer than its deer boxes.
     cam = client.get(f"/api/cameras/{gg}/activity").json()
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         boxes = s.execute(
             sa.select(sa.func.count(Detection.id))
             .join(Image, Image.id == Detection.image_id)
@@ -229,19 +231,19 @@ def test_deer_and_camera_activity_count_visits(feeder: tuple[Settings, TestClien
     assert client.get("/api/cameras/999999/activity").status_code == 404
 
 
-def test_season_summary(feeder: tuple[Settings, TestClient]) -> None:
+def test_season_summary(feeder: tuple[Deerid, TestClient]) -> None:
     """Tried: the season of the newest photo (from 1 Aug 2024) holds only the GG deer; those first
     seen in the 7 days up to the newest photo (28 Nov) are new this week, IMG_7332's (5 Nov) are
     not; the 2022 season holds the EDGE deer instead."""
-    settings, client = feeder
+    deerid, client = feeder
     season = client.get("/api/season").json()
     assert season["start"] == "2024-08-01" and season["end"] == "2025-08-01"
     ids = {d["deer"]["id"] for d in season["deer"]}
-    assert _deer_of(settings, "IMG_7325.JPG", 4) in ids
-    assert _deer_of(settings, "IMG_4191.JPG", 0) not in ids
+    assert _deer_of(deerid, "IMG_7325.JPG", 4) in ids
+    assert _deer_of(deerid, "IMG_4191.JPG", 0) not in ids
     new = {d["deer"]["id"] for d in season["deer"] if d["new_this_week"]}
-    assert _deer_of(settings, "IMG_7325.JPG", 4) in new
-    assert _deer_of(settings, "IMG_7332.JPG", 0) not in new
+    assert _deer_of(deerid, "IMG_7325.JPG", 4) in new
+    assert _deer_of(deerid, "IMG_7332.JPG", 0) not in new
     assert season["new_this_week"] == len(new)
     assert season["bucks"] + season["does"] + season["other"] == len(season["deer"])
     visits = {c["camera"]["name"]: c["visits"] for c in season["cameras"]}
@@ -249,15 +251,16 @@ def test_season_summary(feeder: tuple[Settings, TestClient]) -> None:
 
     older = client.get("/api/season", params={"at": "2022-12-25"}).json()
     assert older["start"] == "2022-08-01"
-    assert _deer_of(settings, "IMG_4191.JPG", 0) in {d["deer"]["id"] for d in older["deer"]}
+    assert _deer_of(deerid, "IMG_4191.JPG", 0) in {d["deer"]["id"] for d in older["deer"]}
     assert client.get("/api/season", params={"at": "not-a-date"}).status_code == 422
 
 
-def test_report_writes_the_plots_in_process(feeder: tuple[Settings, TestClient], tmp_path: Path) -> None:
+def test_report_writes_the_plots_in_process(feeder: tuple[Deerid, TestClient], tmp_path: Path) -> None:
     """Tried: `deerid report DEER --json` for the grey doe writes four PNGs and counts one visit;
     an unknown deer is one clear line and exit code 2, no traceback."""
-    settings, _ = feeder
-    doe = _deer_of(settings, "IMG_7325.JPG", 4)
+    deerid, _ = feeder
+    settings = deerid.settings
+    doe = _deer_of(deerid, "IMG_7325.JPG", 4)
     env = {
         "DATABASE_URL": settings.database_url or "",
         "DEERID_DATA_DIR": str(settings.data_dir),

@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from builders import World
-from conftest import FEEDER, FEEDER_JSON, SHARED, feeder_card, subprocess_env
 from deerid.core.config import Settings
 from deerid.training.adapt import AdaptDataError, check_gallery, pseudo_labels
+from support.builders import World
+from support.cards import feeder_card
+from support.env import subprocess_env
+from support.paths import FEEDER, FEEDER_JSON, SHARED
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 PERU = SHARED / "data" / "bursts" / "peru-s90"
@@ -174,12 +176,12 @@ def test_gallery_groups_boxes_by_track_and_confirmed_deer(settings: Settings, wo
     and boxes of a missing photo are not in the gallery."""
     from datetime import UTC, datetime
 
-    from builders import unit
     from deerid.db.tables import Deer, Detection, DetectionStatus, Event, Image, Track
     from deerid.domain.classes import Sex
     from deerid.training.gallery import gallery_boxes
+    from support.builders import random_unit_vector
 
-    ids = [world.sighting(unit(i)) for i in range(8)]
+    ids = [world.sighting(random_unit_vector(i)) for i in range(8)]
     a1, a2, b1, c1, d1, small, other, gone = ids
     with world.factory() as s, s.begin():
         event = Event()
@@ -201,7 +203,8 @@ def test_gallery_groups_boxes_by_track_and_confirmed_deer(settings: Settings, wo
             s.execute(sa.update(Detection).where(Detection.id == det_id).values(**values))
         gone_image = s.get(Detection, gone).image_id
         s.execute(sa.update(Image).where(Image.id == gone_image).values(missing_since=datetime.now(UTC)))
-    boxes = {b.detection_id: b.encounter for b in gallery_boxes(settings)}
+    with world.factory() as s:
+        boxes = {b.detection_id: b.encounter for b in gallery_boxes(s)}
     assert set(boxes) == {a1, a2, b1, c1, d1}
     assert boxes[a1] == boxes[a2] and boxes[b1] == boxes[c1]
     assert len({boxes[a1], boxes[b1], boxes[d1]}) == 3

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import FEEDER, FEEDER_JSON, feeder_card
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.pipeline.ingest import ingest
+from support.cards import feeder_card
+from support.paths import FEEDER, FEEDER_JSON
 
 # buck-A (5 photos over 10 days, one camera), buck-B (2 photos), and a doe + fawn photo.
 PHOTOS = [
@@ -40,7 +42,8 @@ TOKEN = "test-token-123"
 def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     card, md = feeder_card(tmp_path, PHOTOS)
     configured = settings.model_copy(update={"api_token": TOKEN})
-    ingest(configured, card, md)
+    with Deerid(configured) as deerid:
+        ingest(deerid, card, md)
     with TestClient(create_app(configured), base_url="http://localhost") as client:
         yield client
 

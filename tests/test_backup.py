@@ -17,13 +17,15 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import create_database, feeder_card
 from deerid.api.deps import ensure_api_token
+from deerid.app import Deerid
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
 from deerid.db.backup import DUMP, BackupError, backup, restore, table_counts
 from deerid.pipeline.ingest import ingest
 from deerid.registry import calibration
+from support.cards import feeder_card
+from support.db import create_database
 
 PHOTOS = ["IMG_2257.JPG", "IMG_2263.JPG", "IMG_7335.JPG"]  # two of one buck, a doe + fawn
 
@@ -49,21 +51,22 @@ def _state(settings: Settings) -> dict[str, object]:
     return {"counts": counts, "deer": [tuple(r) for r in deer], "detections": [tuple(r) for r in boxes]}
 
 
-def _ingested(settings: Settings, tmp_path: Path) -> Settings:
+def _ingested(deerid: Deerid, tmp_path: Path) -> Settings:
+    settings = deerid.settings
     card, md = feeder_card(tmp_path, PHOTOS)
     ensure_api_token(settings)
     calibration.save(settings, "some-model", {"threshold": 0.71})
-    report = ingest(settings, card, md)
+    report = ingest(deerid, card, md)
     assert report.photos_new == len(PHOTOS)
     return settings
 
 
 def test_round_trip_into_an_empty_database_keeps_every_count_the_token_and_calibration(
-    settings: Settings, pg_root: str, tmp_path: Path
+    deerid: Deerid, pg_root: str, tmp_path: Path
 ) -> None:
     """Ingest three feeder photos, add a trained-model file, back up, restore into a fresh empty database
     and data dir; compare table counts, deer with their sighting counts, boxes, token, calibration, model."""
-    source = _ingested(settings, tmp_path)
+    source = _ingested(deerid, tmp_path)
     (source.models_dir / f"trained-{uuid.uuid4().hex[:6]}").mkdir()
     trained = next(p for p in source.models_dir.iterdir() if p.name.startswith("trained-"))
     (trained / "model.json").write_text('{"name": "t"}')
@@ -102,12 +105,12 @@ def _cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 
 def test_non_empty_database_is_refused_and_bad_backup_files_change_nothing(
-    settings: Settings, tmp_path: Path
+    deerid: Deerid, tmp_path: Path
 ) -> None:
     """Through the CLI: restore into the database that holds the ingest is refused without --force; then
     a missing file, a non-backup, a truncated backup and one with a flipped byte in the dump each give one
     error line with --force, and the database rows, token and calibration stay as they were."""
-    source = _ingested(settings, tmp_path)
+    source = _ingested(deerid, tmp_path)
     good = tmp_path / "good.backup"
     code, out = _cli(source, "backup", str(good))
     assert code == 0, out

@@ -26,15 +26,15 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from conftest import NYALA, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Assignment, Deer, Detection
 from deerid.evaluation.retrieval import load_identity_folder
 from deerid.pipeline.ingest import ingest
 from deerid.registry.calibration import load_probability, resolve_threshold
-from deerid.registry.models import active_embedder
 from deerid.training import TrainConfig, train
+from support.env import subprocess_env
+from support.paths import NYALA
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 NAME = "trap-test"
@@ -104,9 +104,9 @@ def _card(root: Path, individuals: list[str], flank: str) -> tuple[Path, Path, d
     return card, detections, truth
 
 
-def _deer_members(settings: Settings, truth: dict[str, str]) -> dict[object, set[str]]:
+def _deer_members(deerid: Deerid, truth: dict[str, str]) -> dict[object, set[str]]:
     """deer id -> the individuals of its sightings."""
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         rows = s.execute(
             sa.text(
                 "SELECT d.deer_id, i.path FROM detections d JOIN images i ON i.id = d.image_id "
@@ -119,7 +119,12 @@ def _deer_members(settings: Settings, truth: dict[str, str]) -> dict[object, set
     return members
 
 
-def test_trained_model_never_runs_at_a_default(settings: Settings, trained: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_trained_model_never_runs_at_a_default(
+    settings: Settings,
+    deerid: Deerid,
+    trained: dict,
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
     env = subprocess_env(settings)
     record = trained["calibration"]
     assert record is not None, trained["calibration_note"]
@@ -130,7 +135,7 @@ def test_trained_model_never_runs_at_a_default(settings: Settings, trained: dict
     assert trained["model_id"] in used.stdout
     assert "calibration in force:" in used.stdout and "false-merge target 2%" in used.stdout
     assert "stored from the model's own training run" in used.stdout
-    model_id = active_embedder(settings).model_id
+    model_id = deerid.embedder().model_id
     choice = resolve_threshold(settings, model_id)
     assert (choice.value, choice.source) == (record["threshold"], "calibrated")
     assert choice.value is not None and choice.value > 0.85
@@ -141,7 +146,7 @@ def test_trained_model_never_runs_at_a_default(settings: Settings, trained: dict
     unseen = seen_twice[:4]  # never trained on nor held out (training took the first 12)
     card, detections, truth = _card(tmp_path, unseen, "leftphoto")
     # The trap: under this model even different individuals score above the old default.
-    embedder = active_embedder(settings)
+    embedder = deerid.embedder()
     names = sorted(truth)
     vectors = embedder.embed([Image.open(card / n).convert("RGB") for n in names])
     sims = vectors @ vectors.T
@@ -151,8 +156,8 @@ def test_trained_model_never_runs_at_a_default(settings: Settings, trained: dict
     # No calibration: no automatic merges at all, one deer per track (one photo, one box, one track).
     (settings.data_dir / "calibration.json").unlink()
     assert resolve_threshold(settings, model_id).value is None
-    ingest(settings, card, detections)
-    with session_factory(settings)() as s:
+    ingest(deerid, card, detections)
+    with deerid.sessions() as s:
         n_deer = s.execute(sa.select(sa.func.count(Deer.id))).scalar()
         n_boxes = s.execute(
             sa.select(sa.func.count(Detection.id)).where(Detection.deer_id.is_not(None))
@@ -164,17 +169,17 @@ def test_trained_model_never_runs_at_a_default(settings: Settings, trained: dict
     again = subprocess.run([DEERID, "models", "use", NAME], env=env, capture_output=True, text=True)
     assert "stored from the model's own training run" in again.stdout
     card2, detections2, truth2 = _card(tmp_path, unseen, "rightphoto")
-    ingest(settings, card2, detections2)
+    ingest(deerid, card2, detections2)
     threshold = resolve_threshold(settings, model_id).value
     assert threshold == record["threshold"]
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         joined = (
             s.execute(sa.select(Detection.similarity).where(Detection.assignment == Assignment.MATCHED))
             .scalars()
             .all()
         )
     assert all(similarity >= threshold for similarity in joined)  # only at the calibrated threshold
-    members = _deer_members(settings, truth | truth2)
+    members = _deer_members(deerid, truth | truth2)
     # At 0.85 all 16 photos were one deer. This tiny model, calibrated on 3 held-out individuals,
     # joins a few (measured: 15 deer, one of them mixing two individuals); most stay apart.
     assert len(members) >= 12

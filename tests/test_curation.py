@@ -13,14 +13,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from builders import T0, World, assign, near, unit
 from deerid.db.tables import Assignment, Deer, Detection, Merge, ReviewDecision, ReviewDecisionKind
 from deerid.domain.classes import Sex
 from deerid.store import curation
+from support.builders import T0, World, assign, near, random_unit_vector
 
 
 def two_deer(world: World) -> tuple[object, object, list[int]]:
-    a, b = unit(1), unit(2)
+    a, b = random_unit_vector(1), random_unit_vector(2)
     d1 = world.sighting(a, T0 + timedelta(days=5))
     d2 = world.sighting(near(a, 0.95, 3), T0 + timedelta(days=6))
     d3 = world.sighting(b, T0)
@@ -55,8 +55,8 @@ def test_merge_recomputes_and_can_be_undone(world: World) -> None:
 
 def test_two_boxes_of_one_photo_never_end_in_one_deer(world: World) -> None:
     image = world.photo()
-    one = assign(world, world.box(image, unit(10), index=0)).deer_id
-    two = assign(world, world.box(image, unit(11), index=1)).deer_id
+    one = assign(world, world.box(image, random_unit_vector(10), index=0)).deer_id
+    two = assign(world, world.box(image, random_unit_vector(11), index=1)).deer_id
     with world.factory() as s, s.begin(), pytest.raises(curation.CurationError, match="two animals"):
         curation.merge(s, one, [two])  # type: ignore[arg-type]
     with world.factory() as s:

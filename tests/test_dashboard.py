@@ -22,13 +22,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from builders import start_server
-from conftest import FEEDER, FEEDER_JSON, create_database
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Detection
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.paths import FEEDER, FEEDER_JSON
+from support.server import start_server
 
 TOKEN = "dash-token-456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,9 +60,10 @@ def feeder(pg_root: str, models_dir: Path, tmp_path_factory: pytest.TempPathFact
         broker_url=None,
         api_token=TOKEN,
     )
-    ingest(settings, FEEDER, FEEDER_JSON)
-    with session_factory(settings)() as session:
-        best = session.execute(sa.select(sa.func.max(Detection.similarity))).scalar_one()
+    with Deerid(settings) as deerid:
+        ingest(deerid, FEEDER, FEEDER_JSON)
+        with deerid.sessions() as session:
+            best = session.execute(sa.select(sa.func.max(Detection.similarity))).scalar_one()
     return settings.model_copy(update={"reid_threshold": best + 0.01})
 
 

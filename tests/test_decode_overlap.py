@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, feeder_card
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Detection, Image
-from deerid.embed.embedder import get_embedder
 from deerid.ingest.crop import iter_crops, prefetch
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import embed_detections
+from support.cards import feeder_card
+from support.paths import FEEDER, FEEDER_JSON
 
 PHOTO = FEEDER / "IMG_2257.JPG"
 
@@ -117,7 +117,7 @@ def test_ahead_zero_runs_in_the_callers_thread() -> None:
 
 
 @pytest.fixture
-def stored(settings: Settings, tmp_path: Path):
+def stored(deerid: Deerid, tmp_path: Path):
     """Eight real feeder photos with their boxes ingested (not embedded); the deer box ids. The
     card holds copies in the test's tmp dir, not links: ingest stores the resolved path, and one
     test replaces a stored photo, which must never be the shared one."""
@@ -127,8 +127,8 @@ def stored(settings: Settings, tmp_path: Path):
     card.mkdir()
     for name in names:
         shutil.copyfile(linked / name, card / name)
-    ingest(settings, card, md, reidentify=False)
-    factory = session_factory(settings)
+    ingest(deerid, card, md, reidentify=False)
+    factory = deerid.sessions
     with factory() as session:
         ids = list(session.execute(sa.select(Detection.id).where(Detection.sex.is_not(None))).scalars())
     assert len(ids) >= 8
@@ -142,13 +142,13 @@ def _vectors(factory, ids) -> dict[int, np.ndarray]:  # type: ignore[no-untyped-
 
 
 def test_overlapped_embedding_stores_what_the_in_line_path_stores(
-    settings: Settings, stored, tmp_path: Path
+    settings: Settings, deerid: Deerid, stored, tmp_path: Path
 ) -> None:
     """Real photos, real model, real database: with the decode and writer threads every deer box
     gets exactly the vector (bit for bit) and the errors the in-line path gives, and one of the
     photos replaced on disk after ingest (F14) fails only its own boxes."""
     factory, ids = stored
-    embedder = get_embedder(settings)
+    embedder = deerid.embedder()
     with factory() as session:
         victim = session.execute(
             sa.select(Detection.image_id).where(Detection.id.in_(ids)).limit(1)
@@ -163,7 +163,7 @@ def test_overlapped_embedding_stores_what_the_in_line_path_stores(
     other = json.loads(FEEDER_JSON.read_text())["images"][20]["file"]  # not one of the eight
     shutil.copyfile(FEEDER / other, victim_path)
 
-    kwargs = dict(min_size=settings.min_crop_size, batch_size=4, force=True, mark_failed=False)
+    kwargs = {"min_size": settings.min_crop_size, "batch_size": 4, "force": True, "mark_failed": False}
     inline_errors = embed_detections(factory, ids, embedder, decode_ahead=0, **kwargs)
     inline = _vectors(factory, ids)
     with factory() as session, session.begin():
@@ -200,13 +200,13 @@ class FailingEmbedder:
 
 
 def test_a_crash_mid_run_keeps_the_committed_batches_and_leaves_no_threads(
-    settings: Settings, stored
+    settings: Settings, deerid: Deerid, stored
 ) -> None:
     """Batch 1 is handed to the writer thread, batch 2 crashes: the error reaches the caller, batch 1
     is committed (an interrupted run keeps what it finished) and batch 2 is not; no decode or
     writer thread is left running."""
     factory, ids = stored
-    embedder = FailingEmbedder(get_embedder(settings))
+    embedder = FailingEmbedder(deerid.embedder())
     with pytest.raises(MemoryError, match="batch 2"):
         embed_detections(factory, ids, embedder, min_size=settings.min_crop_size, batch_size=3)
     assert len(_vectors(factory, ids)) == 3

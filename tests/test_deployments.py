@@ -23,15 +23,16 @@ from fastapi.testclient import TestClient
 from frictionless import Package
 from typer.testing import CliRunner
 
-from builders import start_server
-from conftest import feeder_card
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
-from deerid.db.session import create_database, dispose_engines, session_factory
+from deerid.db.session import create_database
 from deerid.db.tables import Camera, Deployment, Detection, Image
 from deerid.export.camtrap import local_descriptor
 from deerid.pipeline.ingest import ingest
+from support.cards import feeder_card
+from support.server import start_server
 
 PHOTOS = [
     "IMG_2257.JPG",
@@ -66,8 +67,8 @@ def ingested(pg_root: str, tmp_path_factory: pytest.TempPathFactory, models_dir:
     settings = Settings(
         database_url=create_database(pg_root, name), data_dir=data_dir, device="cpu", broker_url=None
     )
-    ingest(settings, card, md)
-    dispose_engines()  # a template may have no open connections
+    with Deerid(settings) as deerid:  # closed: a template may have no open connections
+        ingest(deerid, card, md)
     return name
 
 
@@ -78,6 +79,13 @@ def db(ingested: str, pg_root: str, tmp_path: Path, models_dir: Path) -> Iterato
     (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
     url = create_database(pg_root, f"t_{uuid.uuid4().hex[:12]}", template=ingested)
     yield Settings(database_url=url, data_dir=data_dir, device="cpu", broker_url=None, api_token=TOKEN)
+
+
+@pytest.fixture
+def db_deerid(db: Settings) -> Iterator[Deerid]:
+    """The runtime context on the test's copy of the ingested database."""
+    with Deerid(db) as context:
+        yield context
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
@@ -96,8 +104,8 @@ def _import(settings: Settings, tmp_path: Path, text: str) -> tuple[int, str, st
     return _cli(settings, "deployments", "import", str(path))
 
 
-def _stored(settings: Settings) -> int:
-    with session_factory(settings)() as s:
+def _stored(deerid: Deerid) -> int:
+    with deerid.sessions() as s:
         return s.execute(sa.select(sa.func.count(Deployment.id))).scalar_one()
 
 
@@ -128,7 +136,7 @@ def test_imported_deployments_hold_sightings_by_camera_and_time(db: Settings, tm
     where = _sighting_deployments(db, tmp_path)
     assert where == {
         "IMG_2257.JPG": ids["north feeder"],
-        **{f: ids["scrape line"] for f in ("IMG_2263.JPG", "IMG_2333.JPG", "IMG_2336.JPG", "IMG_2354.JPG")},
+        **dict.fromkeys(("IMG_2263.JPG", "IMG_2333.JPG", "IMG_2336.JPG", "IMG_2354.JPG"), ids["scrape line"]),
         "IMG_3899.JPG": ids["EDGE feeder"],
         "IMG_3901.JPG": ids["EDGE feeder"],
     }
@@ -174,7 +182,9 @@ def test_clock_offset_moves_a_photo_between_deployments(db: Settings, tmp_path: 
     assert where["IMG_2263.JPG"] == where["IMG_2257.JPG"] != where["IMG_2333.JPG"]
 
 
-def test_bad_rows_are_listed_by_line_and_nothing_is_stored(db: Settings, tmp_path: Path) -> None:
+def test_bad_rows_are_listed_by_line_and_nothing_is_stored(
+    db: Settings, db_deerid: Deerid, tmp_path: Path
+) -> None:
     """A file with a latitude of 95, a longitude of −200, an unknown camera, an end before its start
     and a row overlapping another: one error naming each line and problem, exit 2, no row stored
     (not even the good first one). Then two rows that overlap each other: refused the same way."""
@@ -194,19 +204,19 @@ def test_bad_rows_are_listed_by_line_and_nothing_is_stored(db: Settings, tmp_pat
     assert "line 5: no camera named 'nowhere cam'" in message
     assert "line 6: the end" in message and "is before the start" in message
     assert "line 2" not in message
-    assert _stored(db) == 0
+    assert _stored(db_deerid) == 0
 
     overlapping = HEADER + (
         f"{VICTURE},2021-10-20,2021-10-25,44.5,-89.5,a,,\n{VICTURE},2021-10-25,,44.6,-89.6,b,,\n"
     )
     code, _, stderr = _import(db, tmp_path, overlapping)
     assert code == 2 and "line 3: camera 'VICTURE HC300' already has deployment" in " ".join(stderr.split())
-    assert _stored(db) == 0
+    assert _stored(db_deerid) == 0
     code, _, stderr = _import(db, tmp_path, "camera,start\nx,2021-01-01\n")
     assert code == 2 and "header lacks latitude, longitude" in " ".join(stderr.split())
 
 
-def test_api_crud_and_refusals(db: Settings) -> None:
+def test_api_crud_and_refusals(db: Settings, db_deerid: Deerid) -> None:
     """POST/GET/PATCH/DELETE /api/deployments: created with its photo count, changed, deleted (404
     after). Out-of-range coordinates 422 with the field named and nothing stored; an overlap 409;
     an end before the start 422; an unknown camera 404; a change without the token 401. The
@@ -268,19 +278,21 @@ def test_api_crud_and_refusals(db: Settings) -> None:
         assert client.get(f"/api/deployments/{dep['id']}").status_code == 404
         assert client.delete(f"/api/deployments/{dep['id']}", headers=AUTH).status_code == 404
 
-    with session_factory(db)() as s:
+    with db_deerid.sessions() as s:
         camera_id = s.execute(sa.select(Camera.id).where(Camera.name == VICTURE)).scalar_one()
-    with pytest.raises(sa.exc.IntegrityError), session_factory(db)() as s, s.begin():
+    with pytest.raises(sa.exc.IntegrityError), db_deerid.sessions() as s, s.begin():
         s.add(Deployment(camera_id=camera_id, latitude=91.0, longitude=0.0, start_at=sa.func.now()))
-    assert _stored(db) == 0
+    assert _stored(db_deerid) == 0
 
 
-def test_photos_outside_every_deployment_keep_a_derived_one(db: Settings, tmp_path: Path) -> None:
+def test_photos_outside_every_deployment_keep_a_derived_one(
+    db: Settings, db_deerid: Deerid, tmp_path: Path
+) -> None:
     """Only the EDGE camera has a stored deployment: its sightings name it, the Victure ones fall in
     a deployment derived from the camera (`camera-<id>`), which the package still lists."""
     assert _import(db, tmp_path, HEADER + f"{EDGE},2022-11-01,,44.6,-89.6,EDGE feeder,,\n")[0] == 0
     where = _sighting_deployments(db, tmp_path)
-    with session_factory(db)() as s:
+    with db_deerid.sessions() as s:
         victure_id = s.execute(sa.select(Camera.id).where(Camera.name == VICTURE)).scalar_one()
         boxes = s.execute(
             sa.select(sa.func.count(Detection.id)).join(Image).where(Detection.sex.is_not(None))
@@ -298,7 +310,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-def test_cameras_page_adds_and_deletes_deployments(db: Settings, tmp_path: Path) -> None:
+def test_cameras_page_adds_and_deletes_deployments(db: Settings, db_deerid: Deerid, tmp_path: Path) -> None:
     """In Chromium against a real uvicorn server: the Cameras page lists no deployment, adds one
     for the Victure camera (its row shows 4 photos, the store has it with its coordinates), an
     out-of-range latitude typed past the field's limits is refused with the server's message and
@@ -306,7 +318,7 @@ def test_cameras_page_adds_and_deletes_deployments(db: Settings, tmp_path: Path)
 
     from playwright.sync_api import expect, sync_playwright
 
-    from conftest import ARTIFACTS
+    from support.paths import ARTIFACTS
 
     shots = ARTIFACTS / "test_cameras_page_adds_and_deletes_deployments"
     shots.mkdir(parents=True, exist_ok=True)
@@ -345,4 +357,4 @@ def test_cameras_page_adds_and_deletes_deployments(db: Settings, tmp_path: Path)
             browser.close()
     finally:
         stop()
-    assert _stored(db) == 0
+    assert _stored(db_deerid) == 0

@@ -19,9 +19,9 @@ from deerid.core.config import Settings
 from deerid.core.files import sha256_file
 from deerid.embed import head as head_module
 from deerid.embed.backbones.resnet import ResNet50
+from deerid.embed.cache import ModelCache
 from deerid.embed.embedder import (
     available_backbones,
-    clear_embedder_cache,
     get_embedder,
     make_model_id,
 )
@@ -35,11 +35,6 @@ PHOTOS = [
     NYALA / "100" / "124_rightphoto.jpg",
     NYALA / "101" / "125_leftphoto.jpg",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    clear_embedder_cache()
 
 
 @pytest.fixture
@@ -92,8 +87,9 @@ def test_embed_contract(settings: Settings, photos: list[Image.Image], runtime: 
 
 
 def test_one_instance_per_settings_and_thread_safe(settings: Settings, photos: list[Image.Image]) -> None:
-    emb = get_embedder(settings)
-    assert get_embedder(settings.model_copy()) is emb
+    cache = ModelCache()
+    emb = get_embedder(settings, cache)
+    assert get_embedder(settings.model_copy(), cache) is emb
     expected = emb.embed(photos)
     results: list[np.ndarray] = []
     errors: list[BaseException] = []
@@ -128,7 +124,6 @@ def test_head_is_saved_then_loaded_not_regenerated(
         raise AssertionError("head regenerated although it was saved")
 
     monkeypatch.setattr(head_module, "build_projection", no_regeneration)
-    clear_embedder_cache()
     second = get_embedder(settings)
     assert second is not first and second.model_id == first.model_id
     np.testing.assert_array_equal(second.embed(photos[:1]), expected)
@@ -138,7 +133,6 @@ def test_damaged_head_file_is_refused(settings: Settings) -> None:
     emb = get_embedder(settings)
     head_file = settings.models_dir / emb.model_id / "head.pt"
     torch.save({"projection": torch.zeros(1280, 512)}, head_file)
-    clear_embedder_cache()
     with pytest.raises(RuntimeError, match="damaged"):
         get_embedder(settings)
 

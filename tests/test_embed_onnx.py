@@ -16,9 +16,8 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import FEEDER, FEEDER_JSON
 from deerid.core.config import DEFAULT_BACKBONE, Settings
-from deerid.embed.embedder import Embedder, clear_embedder_cache, get_embedder
+from deerid.embed.embedder import Embedder, get_embedder
 from deerid.embed.onnx_runtime import (
     ONNX_FILE,
     PARITY_TOLERANCE,
@@ -28,13 +27,9 @@ from deerid.embed.onnx_runtime import (
     cpu_cores,
 )
 from deerid.ingest.crop import crop_boxes
+from support.paths import FEEDER, FEEDER_JSON
 
 N_PHOTOS = 8
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    clear_embedder_cache()
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +154,6 @@ def test_export_is_reused_on_a_second_start(data_dir: Path, crops) -> None:
     before = path.stat()
     vectors = first.embed(crops[:4])
 
-    clear_embedder_cache()
     second = get_embedder(_settings(data_dir, "onnx"))
     assert second is not first
     assert not second.exported

@@ -13,22 +13,21 @@ import csv
 
 import sqlalchemy as sa
 
-from conftest import SHARED
-from deerid.core.config import Settings
-from deerid.db.session import session_factory
+from deerid.app import Deerid
 from deerid.db.tables import Deer, Detection, Image
 from deerid.pipeline.ingest import ingest
+from support.paths import SHARED
 
 PERU = SHARED / "data" / "bursts" / "peru-s90"
 
 
-def test_bursts_become_events_and_few_profiles(settings: Settings) -> None:
-    report = ingest(settings, PERU / "SDZG2", PERU / "SDZG2.detections.json")
+def test_bursts_become_events_and_few_profiles(deerid: Deerid) -> None:
+    report = ingest(deerid, PERU / "SDZG2", PERU / "SDZG2.detections.json")
     with (PERU.parent / "manifest.csv").open() as fh:
         bursts = {row["burst"] for row in csv.DictReader(fh) if row["camera"] == "SDZG2"}
     assert report.cameras == [{"name": "folder SDZG2", "photos": 51}]
     assert report.events == len(bursts) == 16
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         profiles = s.execute(sa.select(sa.func.count()).select_from(Deer)).scalar_one()
         boxes = s.execute(sa.select(sa.func.count()).where(Detection.deer_id.is_not(None))).scalar_one()
         # Every event the photos of one burst share, and no event spans two bursts.

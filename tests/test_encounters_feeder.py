@@ -24,17 +24,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, create_database
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Assignment, Camera, Detection, DetectionStatus, Event, Image, Track
 from deerid.pipeline.ingest import IngestReport, ingest
+from support.db import create_database
+from support.paths import FEEDER, FEEDER_JSON
 
 GAP = 400.0
 GROUND_TRUTH = {im["file"]: im for im in json.loads(FEEDER_JSON.read_text())["images"]}
@@ -62,9 +64,9 @@ def arrange(root: Path, files: list[str] | None = None) -> Path:
     return root
 
 
-def tracks_by_box(settings: Settings) -> dict[tuple[str, int], int | None]:
+def tracks_by_box(deerid: Deerid) -> dict[tuple[str, int], int | None]:
     """(photo file name, box index) -> track id, for every deer box."""
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         rows = s.execute(
             sa.select(Image.path, Detection.source_index, Detection.track_id)
             .join(Image, Image.id == Detection.image_id)
@@ -73,8 +75,8 @@ def tracks_by_box(settings: Settings) -> dict[tuple[str, int], int | None]:
     return {(Path(p).name, i): t for p, i, t in rows}
 
 
-def event_of(settings: Settings, file: str) -> Event:
-    with session_factory(settings)() as s:
+def event_of(deerid: Deerid, file: str) -> Event:
+    with deerid.sessions() as s:
         event = s.execute(
             sa.select(Event).join(Image, Image.event_id == Event.id).where(Image.path.like(f"%/{file}"))
         ).scalar_one()
@@ -82,9 +84,9 @@ def event_of(settings: Settings, file: str) -> Event:
         return event
 
 
-def snapshot(settings: Settings) -> tuple[object, ...]:
+def snapshot(deerid: Deerid) -> tuple[object, ...]:
     """Everything encounters store: events with their photos, tracks with their boxes, deer per box."""
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         events = s.execute(
             sa.select(Event.id, Event.camera_id, Event.start_at, Event.end_at, Event.reason).order_by(
                 Event.id
@@ -99,7 +101,7 @@ def snapshot(settings: Settings) -> tuple[object, ...]:
 
 
 @pytest.fixture(scope="module")
-def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """The feeder photos in camera folders, ingested three times with a 400 s gap and no
     threshold (no automatic merges): first without IMG_7324, then with it, then again."""
     root = arrange(
@@ -112,29 +114,30 @@ def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         broker_url=None,
         encounter_gap=GAP,
     )
-    first = ingest(settings, root, FEEDER_JSON, camera_from_folder=True)
-    before_7324 = event_of(settings, "IMG_7325.JPG")
-    tracks_before = tracks_by_box(settings)
-    arrange(root, ["IMG_7324.JPG"])
-    second = ingest(settings, root, FEEDER_JSON, camera_from_folder=True)
-    after_second = snapshot(settings)
-    third = ingest(settings, root, FEEDER_JSON, camera_from_folder=True)
-    return {
-        "settings": settings,
-        "first": first,
-        "second": second,
-        "third": third,
-        "before_7324": before_7324,
-        "tracks_before": tracks_before,
-        "after_second": after_second,
-    }
+    with Deerid(settings) as deerid:
+        first = ingest(deerid, root, FEEDER_JSON, camera_from_folder=True)
+        before_7324 = event_of(deerid, "IMG_7325.JPG")
+        tracks_before = tracks_by_box(deerid)
+        arrange(root, ["IMG_7324.JPG"])
+        second = ingest(deerid, root, FEEDER_JSON, camera_from_folder=True)
+        after_second = snapshot(deerid)
+        third = ingest(deerid, root, FEEDER_JSON, camera_from_folder=True)
+        yield {
+            "deerid": deerid,
+            "first": first,
+            "second": second,
+            "third": third,
+            "before_7324": before_7324,
+            "tracks_before": tracks_before,
+            "after_second": after_second,
+        }
 
 
 def test_camera_from_folder_tells_the_three_moultrie_edge_cameras_apart(feeder) -> None:  # type: ignore[no-untyped-def]
     """Five folders -> five cameras; the 39 "MOULTRIE EDGE" photos fall into EDGE, Olpe and GG.
     The summary lists them with their photo counts."""
-    settings, first = feeder["settings"], feeder["first"]
-    with session_factory(settings)() as s:
+    deerid, first = feeder["deerid"], feeder["first"]
+    with deerid.sessions() as s:
         photos = dict(
             s.execute(
                 sa.select(Camera.name, sa.func.count(Image.id))
@@ -152,17 +155,17 @@ def test_consecutive_photos_make_one_event_per_camera(feeder) -> None:  # type: 
     """With a 400 s gap, IMG_7325+IMG_7324 (GG) and IMG_4222+IMG_4223 (EDGE) are events of two
     photos; IMG_3899/3901 (EDGE, 200 s) and IMG_2260/2263 (Victure, 128 s) too; the rest
     are one photo each: 47 photos, 43 events, none spanning two cameras."""
-    settings, third = feeder["settings"], feeder["third"]
-    assert event_of(settings, "IMG_7325.JPG").id == event_of(settings, "IMG_7324.JPG").id
-    assert event_of(settings, "IMG_4222.JPG").id == event_of(settings, "IMG_4223.JPG").id
-    assert event_of(settings, "IMG_3899.JPG").id == event_of(settings, "IMG_3901.JPG").id
-    assert event_of(settings, "IMG_7326.JPG").id != event_of(settings, "IMG_7327.JPG").id  # 13 min apart
-    gg = event_of(settings, "IMG_7324.JPG")
+    deerid, third = feeder["deerid"], feeder["third"]
+    assert event_of(deerid, "IMG_7325.JPG").id == event_of(deerid, "IMG_7324.JPG").id
+    assert event_of(deerid, "IMG_4222.JPG").id == event_of(deerid, "IMG_4223.JPG").id
+    assert event_of(deerid, "IMG_3899.JPG").id == event_of(deerid, "IMG_3901.JPG").id
+    assert event_of(deerid, "IMG_7326.JPG").id != event_of(deerid, "IMG_7327.JPG").id  # 13 min apart
+    gg = event_of(deerid, "IMG_7324.JPG")
     assert (gg.start_at, gg.end_at) == (
         datetime(2024, 11, 28, 12, 53, 46),
         datetime(2024, 11, 28, 12, 58, 24),
     )
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         assert s.execute(sa.select(sa.func.count(Event.id))).scalar_one() == 43
         spans = s.execute(
             sa.select(Image.event_id, sa.func.count(sa.distinct(Image.camera_id))).group_by(Image.event_id)
@@ -175,16 +178,16 @@ def test_tracks_link_the_same_doe_across_consecutive_photos(feeder) -> None:  # 
     """The boxes written down above as the same doe are in one track; every track holds at most
     one box per photo; and each of the two events has as many tracks as its busiest photo
     has deer boxes or more."""
-    settings = feeder["settings"]
-    tracks = tracks_by_box(settings)
+    deerid = feeder["deerid"]
+    tracks = tracks_by_box(deerid)
     for a, b in SAME_DOE:
         assert tracks[a] is not None and tracks[a] == tracks[b], (a, b)
     for file in ("IMG_7325.JPG", "IMG_7324.JPG", "IMG_4222.JPG", "IMG_4223.JPG"):
         in_photo = [t for (f, _), t in tracks.items() if f == file and t is not None]
         assert len(in_photo) == len(set(in_photo)), f"two boxes of {file} share a track"
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         for file, busiest in (("IMG_7324.JPG", 5), ("IMG_4223.JPG", 5)):
-            event = event_of(settings, file)
+            event = event_of(deerid, file)
             n = s.execute(sa.select(sa.func.count(Track.id)).where(Track.event_id == event.id)).scalar_one()
             assert busiest <= n <= 10
 
@@ -192,8 +195,8 @@ def test_tracks_link_the_same_doe_across_consecutive_photos(feeder) -> None:  # 
 def test_a_track_ends_in_one_deer_and_the_summary_counts_tracks(feeder) -> None:  # type: ignore[no-untyped-def]
     """Without a calibration nothing joins automatically: every track founds one new deer, which
     waits for review, and all of a track's boxes are in that deer (later ones by 'track')."""
-    settings, first = feeder["settings"], feeder["first"]
-    with session_factory(settings)() as s:
+    deerid, first = feeder["deerid"], feeder["first"]
+    with deerid.sessions() as s:
         rows = s.execute(
             sa.select(Detection.track_id, Detection.deer_id, Detection.assignment).where(
                 Detection.track_id.is_not(None)
@@ -213,12 +216,12 @@ def test_a_track_ends_in_one_deer_and_the_summary_counts_tracks(feeder) -> None:
 def test_a_later_neighbouring_photo_extends_the_event_and_continues_its_tracks(feeder) -> None:  # type: ignore[no-untyped-def]
     """IMG_7324, ingested after IMG_7325, joins IMG_7325's stored event (same id, end moved on),
     IMG_7325's boxes keep their tracks, and the grey doe's box continues her track and deer."""
-    settings, before = feeder["settings"], feeder["before_7324"]
-    after = event_of(settings, "IMG_7324.JPG")
+    deerid, before = feeder["deerid"], feeder["before_7324"]
+    after = event_of(deerid, "IMG_7324.JPG")
     assert after.id == before.id
     assert before.end_at == datetime(2024, 11, 28, 12, 53, 46)
     assert after.end_at == datetime(2024, 11, 28, 12, 58, 24)
-    old, new = feeder["tracks_before"], tracks_by_box(settings)
+    old, new = feeder["tracks_before"], tracks_by_box(deerid)
     assert all(new[key] == track for key, track in old.items())
     assert new[("IMG_7324.JPG", 4)] == old[("IMG_7325.JPG", 4)]
     second = feeder["second"]
@@ -227,8 +230,8 @@ def test_a_later_neighbouring_photo_extends_the_event_and_continues_its_tracks(f
 
 def test_rerunning_the_ingest_changes_nothing(feeder) -> None:  # type: ignore[no-untyped-def]
     """A third ingest of the same folder: no new photo, box, event, track or deer; nothing moved."""
-    settings, third = feeder["settings"], feeder["third"]
-    assert snapshot(settings) == feeder["after_second"]
+    deerid, third = feeder["deerid"], feeder["third"]
+    assert snapshot(deerid) == feeder["after_second"]
     assert third.photos_new == 0 and third.detections_new == 0 and third.reidentified == 0
 
 
@@ -236,13 +239,15 @@ def test_a_photo_without_exif_time_takes_its_strip_time(feeder) -> None:  # type
     """IMG_0988 (Simmons) has no EXIF time: its time is read off its info strip (docs/strip.md), so it is
     an ordinary event of its camera at 2020-10-18 11:08:54, not a photo without a trustworthy time.
     (A photo whose strip is unreadable too keeps the file time and its own event: test_strip_ingest.py.)"""
-    event = event_of(feeder["settings"], "IMG_0988.JPG")
+    event = event_of(feeder["deerid"], "IMG_0988.JPG")
     assert event.reason is None and event.start_at == datetime(2020, 10, 18, 11, 8, 54)
-    with session_factory(feeder["settings"])() as s:
+    with feeder["deerid"].sessions() as s:
         assert s.execute(sa.select(sa.func.count()).where(Image.event_id == event.id)).scalar_one() == 1
 
 
-def test_exif_time_later_than_the_file_is_its_own_event(settings: Settings, tmp_path: Path) -> None:
+def test_exif_time_later_than_the_file_is_its_own_event(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """Two photos 200 s apart of one camera, one of them with a file time a year before its EXIF
     time (the camera's clock was wrong): that one is an event of its own, "EXIF and file time
     disagree", and the other is not grouped with it."""
@@ -252,22 +257,26 @@ def test_exif_time_later_than_the_file_is_its_own_event(settings: Settings, tmp_
         shutil.copy2(FEEDER / file, root / file)
     stamp = datetime(2021, 11, 6).timestamp()
     os.utime(root / "IMG_3899.JPG", (stamp, stamp))
-    ingest(settings.model_copy(update={"encounter_gap": GAP}), root, camera="north")
-    bad, good = event_of(settings, "IMG_3899.JPG"), event_of(settings, "IMG_3901.JPG")
+    with Deerid(settings.model_copy(update={"encounter_gap": GAP})) as other:
+        ingest(other, root, camera="north")
+    bad, good = event_of(deerid, "IMG_3899.JPG"), event_of(deerid, "IMG_3901.JPG")
     assert bad.id != good.id
     assert bad.reason is not None and bad.reason.startswith("EXIF and file time disagree")
     assert good.reason is None
 
 
-def test_cannot_link_holds_even_when_every_match_would_pass(settings: Settings, tmp_path: Path) -> None:
+def test_cannot_link_holds_even_when_every_match_would_pass(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """The GG camera's 12 photos with REID_THRESHOLD 0.0, so any two tracks of one sex would merge:
     two tracks of one event still never become one deer, and each track's boxes end in one deer.
     Tracks of different events may (and at 0.0 do) join one another."""
     root = arrange(tmp_path / "sd", [f for f in GROUND_TRUTH if camera_folder(f) == "GG"])
     loose = settings.model_copy(update={"encounter_gap": GAP, "reid_threshold": 0.0})
-    report: IngestReport = ingest(loose, root, FEEDER_JSON, camera_from_folder=True)
+    with Deerid(loose) as other:
+        report: IngestReport = ingest(other, root, FEEDER_JSON, camera_from_folder=True)
     assert report.auto_joined > 0  # at 0.0 tracks of other events did join
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         rows = s.execute(
             sa.select(Image.event_id, Detection.track_id, Detection.deer_id)
             .join(Image, Image.id == Detection.image_id)
@@ -291,9 +300,9 @@ def test_events_and_tracks_through_the_api(feeder) -> None:  # type: ignore[no-u
 
     from deerid.api.main import create_app
 
-    settings = feeder["settings"]
-    gg = event_of(settings, "IMG_7324.JPG")
-    with TestClient(create_app(settings), base_url="http://localhost") as api:
+    deerid = feeder["deerid"]
+    gg = event_of(deerid, "IMG_7324.JPG")
+    with TestClient(create_app(deerid.settings), base_url="http://localhost") as api:
         page = api.get("/api/events", params={"camera_id": gg.camera_id, "limit": 5}).json()
         assert page["total"] == 11 and len(page["items"]) == 5  # GG: 12 photos, one pair
         assert all(e["camera"] == "GG" for e in page["items"])

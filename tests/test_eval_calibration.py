@@ -12,7 +12,7 @@ from deerid.evaluation.data import LabelledSet
 from deerid.evaluation.openset import OpenSetResult, OpenSetSweep
 
 
-def unit(*degrees: float) -> np.ndarray:
+def unit_vectors_at(*degrees: float) -> np.ndarray:
     rad = np.deg2rad(degrees)
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
@@ -21,7 +21,7 @@ def unit(*degrees: float) -> np.ndarray:
 #   t ≤ cos 15° (0.966): B/1 links to A/2, everything in A's profile: 2 of 3 matches false.
 #   0.966 < t ≤ cos 10° (0.985): A and B each get their own profile: no false merge, nothing split.
 #   t > 0.985: everything split.
-TWO_DEER = LabelledSet.build(unit(0, 10, 25, 35), ["A", "A", "B", "B"], ["1", "2", "1", "2"])
+TWO_DEER = LabelledSet.build(unit_vectors_at(0, 10, 25, 35), ["A", "A", "B", "B"], ["1", "2", "1", "2"])
 CAPTURED = [0, 1, 2, 3]
 THRESHOLDS = [0.90, 0.95, 0.97, 0.98, 0.99]
 
@@ -65,7 +65,7 @@ def test_no_threshold_meets_the_target() -> None:
     ],
 )
 def test_too_little_data_is_refused(individuals: list[str], sightings: list[str], message: str) -> None:
-    data = LabelledSet.build(unit(0, 10, 20, 30)[: len(individuals)], individuals, sightings)
+    data = LabelledSet.build(unit_vectors_at(0, 10, 20, 30)[: len(individuals)], individuals, sightings)
     with pytest.raises(ValueError, match=message):
         calibrate(data)
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, NYALA, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Detection, Image
 from deerid.pipeline.ingest import ingest
 from deerid.pipeline.labelled import confirmed_vectors, export_confirmed_crops
-from deerid.registry.models import active_embedder
 from deerid.store.deer import recompute_profile
+from support.env import subprocess_env
+from support.paths import FEEDER, FEEDER_JSON, NYALA
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 
@@ -80,7 +80,7 @@ def test_calibrate_needs_a_source(settings: Settings) -> None:
     assert empty.returncode == 2 and "at least 2 are needed" in empty.stderr
 
 
-def _confirm_known_bucks(settings: Settings) -> None:
+def _confirm_known_bucks(deerid: Deerid) -> None:
     """What a reviewer does: put each known buck's boxes in one deer and confirm them."""
     truth = json.loads(FEEDER_JSON.read_text())
     boxes: dict[str, list[tuple[str, int]]] = {}
@@ -88,7 +88,7 @@ def _confirm_known_bucks(settings: Settings) -> None:
         for index, det in enumerate(image["detections"]):
             if det.get("individual"):
                 boxes.setdefault(det["individual"], []).append((image["file"], index))
-    factory = session_factory(settings)
+    factory = deerid.sessions
     with factory() as s, s.begin():
         for keys in boxes.values():
             ids = [
@@ -110,10 +110,10 @@ def _confirm_known_bucks(settings: Settings) -> None:
                 recompute_profile(s, deer_id)
 
 
-def test_labelled_data_from_confirmed_sightings(settings: Settings, tmp_path: Path) -> None:
-    ingest(settings, FEEDER, FEEDER_JSON)
-    _confirm_known_bucks(settings)
-    data = confirmed_vectors(settings, active_embedder(settings).model_id)
+def test_labelled_data_from_confirmed_sightings(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
+    ingest(deerid, FEEDER, FEEDER_JSON)
+    _confirm_known_bucks(deerid)
+    data = confirmed_vectors(deerid, deerid.embedder().model_id)
     assert sorted(data.individuals.count(i) for i in set(data.individuals)) == [2, 5]
     per_deer = {
         i: {s for s, j in zip(data.sightings, data.individuals, strict=True) if j == i}
@@ -121,7 +121,7 @@ def test_labelled_data_from_confirmed_sightings(settings: Settings, tmp_path: Pa
     }
     assert sorted(len(v) for v in per_deer.values()) == [1, 5]  # buck-B's two frames are one visit
 
-    samples, problems = export_confirmed_crops(settings, tmp_path / "crops")
+    samples, problems = export_confirmed_crops(deerid, tmp_path / "crops")
     assert len(samples) == 7 and problems == []
     assert all(path.is_file() and path.stat().st_size > 1000 for path, _, _ in samples)
 

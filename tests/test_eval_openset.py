@@ -22,13 +22,13 @@ from deerid.evaluation.openset import (
 )
 
 
-def unit(*degrees: float) -> np.ndarray:
+def unit_vectors_at(*degrees: float) -> np.ndarray:
     rad = np.deg2rad(degrees)
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
 
 def labelled(degrees: list[float], individuals: list[str], sightings: list[str]) -> LabelledSet:
-    return LabelledSet.build(unit(*degrees), individuals, sightings)
+    return LabelledSet.build(unit_vectors_at(*degrees), individuals, sightings)
 
 
 # ---- metrics of a given partition ------------------------------------------------------------

@@ -15,13 +15,13 @@ from deerid.evaluation.similarity import (
 )
 
 
-def unit(*degrees: float) -> np.ndarray:
+def unit_vectors_at(*degrees: float) -> np.ndarray:
     rad = np.deg2rad(degrees)
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
 
 # A/1 0°, A/1 0° (same sighting: never a pair), A/2 60°, B/1 90°.
-SMALL = LabelledSet.build(unit(0, 0, 60, 90), ["A", "A", "A", "B"], ["1", "1", "2", "1"])
+SMALL = LabelledSet.build(unit_vectors_at(0, 0, 60, 90), ["A", "A", "A", "B"], ["1", "1", "2", "1"])
 
 
 def test_pairs_skip_the_same_sighting() -> None:
@@ -77,7 +77,7 @@ def test_roc_curve_runs_from_corner_to_corner() -> None:
 
 
 def test_needs_both_kinds_of_pair() -> None:
-    one_each = LabelledSet.build(unit(0, 10), ["A", "B"], ["1", "1"])
+    one_each = LabelledSet.build(unit_vectors_at(0, 10), ["A", "B"], ["1", "1"])
     with pytest.raises(ValueError, match="same- and different-individual pairs"):
         similarity_stats(one_each)
     with pytest.raises(ValueError, match="false-accept rate"):
@@ -86,7 +86,7 @@ def test_needs_both_kinds_of_pair() -> None:
 
 def test_labelled_set_refuses_bad_vectors() -> None:
     with pytest.raises(ValueError, match="one vector, individual and sighting"):
-        LabelledSet.build(unit(0, 10), ["A"], ["1", "2"])
+        LabelledSet.build(unit_vectors_at(0, 10), ["A"], ["1", "2"])
     with pytest.raises(ValueError, match="zero vector"):
         LabelledSet.build(np.zeros((2, 3)), ["A", "B"], ["1", "1"])
     with pytest.raises(ValueError, match="NaN"):

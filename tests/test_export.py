@@ -29,17 +29,18 @@ from fastapi.testclient import TestClient
 from frictionless import Package
 from typer.testing import CliRunner
 
-from builders import start_server
-from conftest import feeder_card
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
-from deerid.db.session import create_database, dispose_engines, session_factory
+from deerid.db.session import create_database
 from deerid.db.tables import Camera, Deer, Detection, Image
 from deerid.export.camtrap import local_descriptor, write_package
 from deerid.export.common import ExportOptions, parse_timezone, stream_zip
 from deerid.pipeline.ingest import ingest
 from deerid.store.curation import move_detections
+from support.cards import feeder_card
+from support.server import start_server
 
 PHOTOS = [
     "IMG_2257.JPG",  # buck-A (Victure)
@@ -75,15 +76,15 @@ def ingested(pg_root: str, tmp_path_factory: pytest.TempPathFactory, models_dir:
         broker_url=None,
         encounter_gap=400.0,
     )
-    ingest(settings, card, md)
-    with session_factory(settings)() as s, s.begin():
-        ids = s.execute(
-            sa.select(Detection.id)
-            .join(Image, Image.id == Detection.image_id)
-            .where(Detection.sex.is_not(None), sa.or_(*[Image.path.like(f"%/{f}") for f in BUCK_A]))
-        ).scalars()
-        move_detections(s, list(ids))  # a person's statement: these five are one deer
-    dispose_engines()  # a template may have no open connections
+    with Deerid(settings) as deerid:  # closed: a template may have no open connections
+        ingest(deerid, card, md)
+        with deerid.sessions() as s, s.begin():
+            ids = s.execute(
+                sa.select(Detection.id)
+                .join(Image, Image.id == Detection.image_id)
+                .where(Detection.sex.is_not(None), sa.or_(*[Image.path.like(f"%/{f}") for f in BUCK_A]))
+            ).scalars()
+            move_detections(s, list(ids))  # a person's statement: these five are one deer
     return name
 
 
@@ -103,6 +104,13 @@ def db(ingested: str, pg_root: str, tmp_path: Path, models_dir: Path) -> Iterato
     )
 
 
+@pytest.fixture
+def db_deerid(db: Settings) -> Iterator[Deerid]:
+    """The runtime context on the test's copy of the ingested database."""
+    with Deerid(db) as context:
+        yield context
+
+
 def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     env = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir)}
     reset_settings_cache()
@@ -113,8 +121,8 @@ def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _place_cameras(settings: Settings) -> None:
-    with session_factory(settings)() as s, s.begin():
+def _place_cameras(deerid: Deerid) -> None:
+    with deerid.sessions() as s, s.begin():
         for n, camera in enumerate(s.execute(sa.select(Camera).order_by(Camera.id)).scalars()):
             camera.latitude, camera.longitude = 44.5 + n / 100, -89.5 - n / 100
 
@@ -130,8 +138,8 @@ def _table(package_dir: Path, name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _boxes(settings: Settings) -> list[sa.Row]:  # type: ignore[type-arg]
-    with session_factory(settings)() as s:
+def _boxes(deerid: Deerid) -> list[sa.Row]:  # type: ignore[type-arg]
+    with deerid.sessions() as s:
         return list(
             s.execute(
                 sa.select(
@@ -157,14 +165,16 @@ def _boxes(settings: Settings) -> list[sa.Row]:  # type: ignore[type-arg]
         )
 
 
-def test_package_validates_and_says_what_the_database_holds(db: Settings, tmp_path: Path) -> None:
+def test_package_validates_and_says_what_the_database_holds(
+    db: Settings, db_deerid: Deerid, tmp_path: Path
+) -> None:
     """CLI `export camtrap-dp` with coordinates set and a timezone: frictionless finds no error
     (types, required fields, enums, ranges, unique keys, foreign keys media→deployments and
     observations→media/deployments); one deployment per camera spanning its photos; a media row
     per photo with `favorite` exactly on each deer's largest-box photo; an observation per box and
     per animal of each event, with individualID, human for the person-confirmed buck-A, machine
     with the model id otherwise; every individualID is in individuals.csv."""
-    _place_cameras(db)
+    _place_cameras(db_deerid)
     out = tmp_path / "package"
     code, stdout, stderr = _cli(db, "export", "camtrap-dp", str(out), "--timezone", "America/Chicago")
     assert code == 0, stdout + stderr
@@ -185,7 +195,7 @@ def test_package_validates_and_says_what_the_database_holds(db: Settings, tmp_pa
     assert meta["spatial"]["type"] == "Polygon" and meta["project"]["individualAnimals"] is True
 
     deployments = _table(out, "deployments")
-    with session_factory(db)() as s:
+    with db_deerid.sessions() as s:
         cameras = dict(s.execute(sa.select(Camera.name, Camera.id)).all())
     assert {d["cameraID"]: d["deploymentID"] for d in deployments} == {
         name: f"camera-{camera_id}" for name, camera_id in cameras.items()
@@ -198,7 +208,7 @@ def test_package_validates_and_says_what_the_database_holds(db: Settings, tmp_pa
     )
     assert victure["deploymentEnd"].startswith("2021-11-01T") and victure["deploymentEnd"].endswith("-05:00")
 
-    boxes = _boxes(db)
+    boxes = _boxes(db_deerid)
     media = _table(out, "media")
     assert len(media) == len(PHOTOS)
     best: dict[object, tuple[float, int, int]] = {}
@@ -250,19 +260,19 @@ def test_package_validates_and_says_what_the_database_holds(db: Settings, tmp_pa
 
 
 def test_probability_comes_from_the_calibration_and_never_for_a_founding_sighting(
-    db: Settings, tmp_path: Path
+    db: Settings, db_deerid: Deerid, tmp_path: Path
 ) -> None:
     """Through the Python API with a stand-in calibration: machine observations of a deer that
     joined by its track carry the calibrated probability of their similarity; a founding sighting
     (assignment new: its similarity is to another deer) and a human one carry none."""
-    _place_cameras(db)
+    _place_cameras(db_deerid)
     options = ExportOptions(timezone=parse_timezone("UTC"), probability=lambda m, s: round((s + 1) / 2, 6))
-    with session_factory(db)() as s, s.begin():
+    with db_deerid.sessions() as s, s.begin():
         write_package(s, tmp_path / "p", options)
     assert _validate(tmp_path / "p") == []
     rows = {o["observationID"]: o for o in _table(tmp_path / "p", "observations")}
     seen = set()
-    for b in _boxes(db):
+    for b in _boxes(db_deerid):
         row = rows[f"box-{b.id}"]
         if b.deer_id is None:
             continue
@@ -312,10 +322,10 @@ def test_empty_database_gives_a_valid_empty_package(settings: Settings, tmp_path
     assert (tmp_path / "s.csv").read_text().count("\n") == 1
 
 
-def test_existing_targets_are_refused_without_force(db: Settings, tmp_path: Path) -> None:
+def test_existing_targets_are_refused_without_force(db: Settings, db_deerid: Deerid, tmp_path: Path) -> None:
     """A folder holding a file is refused (exit 2, one error line, nothing written, the file
     untouched); --force writes the package there. An existing CSV file likewise."""
-    _place_cameras(db)
+    _place_cameras(db_deerid)
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -336,8 +346,8 @@ def test_existing_targets_are_refused_without_force(db: Settings, tmp_path: Path
     assert code == 2 and "unknown timezone" in stderr and not (tmp_path / "p2").exists()
 
 
-def _check_csv_against_database(rows: list[dict[str, str]], settings: Settings) -> None:
-    deer_boxes = [b for b in _boxes(settings) if b.sex is not None]
+def _check_csv_against_database(rows: list[dict[str, str]], deerid: Deerid) -> None:
+    deer_boxes = [b for b in _boxes(deerid) if b.sex is not None]
     assert len(rows) == len(deer_boxes) > 0
     by_id = {int(r["detection_id"]): r for r in rows}
     for b in deer_boxes:
@@ -356,7 +366,7 @@ def _check_csv_against_database(rows: list[dict[str, str]], settings: Settings) 
         assert math.isclose(float(r["box_width"]) * float(r["box_height"]), b[7], rel_tol=1e-4)
 
 
-def test_csv_round_trip(db: Settings, tmp_path: Path) -> None:
+def test_csv_round_trip(db: Settings, db_deerid: Deerid, tmp_path: Path) -> None:
     """CLI `export csv`: read back, one row per deer box (no turkey, no person), each the same as
     the database (photo, deer id and name, sex, class, status, assignment, confirmed,
     similarity, box)."""
@@ -366,21 +376,21 @@ def test_csv_round_trip(db: Settings, tmp_path: Path) -> None:
     with out.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert f"wrote {len(rows)} sightings" in stdout
-    _check_csv_against_database(rows, db)
+    _check_csv_against_database(rows, db_deerid)
     assert sum(r["confirmed"] == "true" for r in rows) == 5
     assert all(r["time"][-6:] in ("+01:00", "+02:00") for r in rows)
 
 
-def test_api_streams_the_csv_and_a_valid_zip(db: Settings, tmp_path: Path) -> None:
+def test_api_streams_the_csv_and_a_valid_zip(db: Settings, db_deerid: Deerid, tmp_path: Path) -> None:
     """GET /api/export/csv and /api/export/camtrap-dp: attachments that read back as the CSV the
     database gives and a zip whose package validates; from another machine without the token
     401; an unknown timezone 422."""
-    _place_cameras(db)
+    _place_cameras(db_deerid)
     with TestClient(create_app(db), base_url="http://localhost") as client:
         response = client.get("/api/export/csv")
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
         assert "attachment" in response.headers["content-disposition"]
-        _check_csv_against_database(list(csv.DictReader(io.StringIO(response.text))), db)
+        _check_csv_against_database(list(csv.DictReader(io.StringIO(response.text))), db_deerid)
 
         response = client.get("/api/export/camtrap-dp", params={"timezone": "America/Chicago"})
         assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
@@ -426,12 +436,12 @@ def test_zip_is_written_while_it_streams() -> None:
         assert archive.read("t.csv").decode() == "".join(rows())
 
 
-def test_a_large_database_streams_in_bounded_memory(settings: Settings) -> None:
+def test_a_large_database_streams_in_bounded_memory(deerid: Deerid) -> None:
     """30,000 sightings made in SQL (10,000 photos, three deer boxes each, 50 deer): the CSV
     export is read through a server-side cursor, so Python's allocations peak under 15 MB (about
     7 MB measured; the whole result fetched at once peaks at 46 MB) while it writes 7 MB; every
     row comes out once."""
-    with session_factory(settings)() as s, s.begin():
+    with deerid.sessions() as s, s.begin():
         s.execute(sa.text("INSERT INTO cameras (name) VALUES ('bulk cam')"))
         s.execute(
             sa.text(
@@ -462,11 +472,11 @@ def test_a_large_database_streams_in_bounded_memory(settings: Settings) -> None:
 
     rows = 0
     written = 0
-    with session_factory(settings)() as s, s.begin():  # imports and query compilation, not measured
+    with deerid.sessions() as s, s.begin():  # imports and query compilation, not measured
         next(iter(sightings_csv(s, ExportOptions())))
     tracemalloc.start()
     try:
-        with session_factory(settings)() as s, s.begin():
+        with deerid.sessions() as s, s.begin():
             for chunk in sightings_csv(s, ExportOptions()):
                 rows += chunk.count("\n")
                 written += len(chunk)
@@ -481,14 +491,14 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-def test_dashboard_downloads_both_exports(db: Settings, tmp_path: Path) -> None:
+def test_dashboard_downloads_both_exports(db: Settings, db_deerid: Deerid, tmp_path: Path) -> None:
     """The Cameras page in Chromium against a real uvicorn server: its two export buttons
     download the CSV (the database's rows) and the Camtrap DP zip (a valid package), with the
     timezone typed on the page."""
 
     from playwright.sync_api import sync_playwright
 
-    _place_cameras(db)
+    _place_cameras(db_deerid)
     base_url, stop = start_server(create_app(db))
     try:
         with sync_playwright() as p:
@@ -510,19 +520,21 @@ def test_dashboard_downloads_both_exports(db: Settings, tmp_path: Path) -> None:
         stop()
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    _check_csv_against_database(rows, db)
+    _check_csv_against_database(rows, db_deerid)
     assert all(r["time"].endswith(("-05:00", "-06:00")) for r in rows)
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(tmp_path / "dl")
     assert _validate(tmp_path / "dl") == []
 
 
-def test_a_photo_without_capture_time_is_left_out_and_counted(db: Settings, tmp_path: Path) -> None:
+def test_a_photo_without_capture_time_is_left_out_and_counted(
+    db: Settings, db_deerid: Deerid, tmp_path: Path
+) -> None:
     """A photo whose capture time is unknown (set to NULL here) cannot be a Camtrap DP media row
     (timestamp is required): it and its boxes are left out, the warning counts it, and the
     package still validates; the CSV keeps its sighting with an empty time."""
-    _place_cameras(db)
-    with session_factory(db)() as s, s.begin():
+    _place_cameras(db_deerid)
+    with db_deerid.sessions() as s, s.begin():
         image_id = s.execute(sa.select(Image.id).where(Image.path.like("%/IMG_2333.JPG"))).scalar_one()
         s.execute(sa.update(Image).where(Image.id == image_id).values(captured_at=None))
     out = tmp_path / "p"

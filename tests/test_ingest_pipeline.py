@@ -12,17 +12,20 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, MEGADETECTOR, create_database, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Image
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.env import subprocess_env
+from support.paths import FEEDER, FEEDER_JSON, MEGADETECTOR
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 GROUND_TRUTH = json.loads(FEEDER_JSON.read_text())
@@ -50,15 +53,16 @@ def last_json(out: str) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict, dict]:  # type: ignore[type-arg]
-    """The feeder set ingested twice through the CLI: (settings, first summary, second summary)."""
+def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deerid, dict, dict]]:  # type: ignore[type-arg]
+    """The feeder set ingested twice through the CLI: (its context, first summary, second summary)."""
     data_dir = tmp_path_factory.mktemp("feeder-data")
     settings = Settings(database_url=create_database(pg_root), data_dir=data_dir, device="cpu")
     first = run_cli(settings, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
     assert first.returncode == 0, first.stderr
     second = run_cli(settings, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
     assert second.returncode == 0, second.stderr
-    return settings, last_json(first.stdout), last_json(second.stdout)
+    with Deerid(settings) as deerid:
+        yield deerid, last_json(first.stdout), last_json(second.stdout)
 
 
 def test_first_ingest_summary(feeder) -> None:  # type: ignore[no-untyped-def]
@@ -75,10 +79,10 @@ def test_first_ingest_summary(feeder) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_second_ingest_adds_nothing(feeder) -> None:  # type: ignore[no-untyped-def]
-    settings, first, second = feeder
+    deerid, first, second = feeder
     assert second["photos"] == 47 and second["photos_new"] == 0 and second["photos_existing"] == 47
     assert second["detections_new"] == 0 and second["reidentified"] == 0 and second["new_deer"] == 0
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         assert s.execute(sa.select(sa.func.count(Image.id))).scalar() == 47
         assert s.execute(sa.select(sa.func.count(Detection.id))).scalar() == 107
         assert s.execute(sa.select(sa.func.count(Deer.id))).scalar() == first["new_deer"]
@@ -86,8 +90,8 @@ def test_second_ingest_adds_nothing(feeder) -> None:  # type: ignore[no-untyped-
 
 
 def test_capture_times_and_cameras_come_from_exif(feeder) -> None:  # type: ignore[no-untyped-def]
-    settings, _, _ = feeder
-    with session_factory(settings)() as s:
+    deerid, _, _ = feeder
+    with deerid.sessions() as s:
         rows = s.execute(sa.select(Image, Camera.name).outerjoin(Camera, Camera.id == Image.camera_id)).all()
     by_name = {Path(img.path).name: (img, cam) for img, cam in rows}
     for entry in GROUND_TRUTH["images"]:
@@ -102,8 +106,8 @@ def test_capture_times_and_cameras_come_from_exif(feeder) -> None:  # type: igno
 
 
 def test_classes_sexes_and_statuses(feeder) -> None:  # type: ignore[no-untyped-def]
-    settings, _, _ = feeder
-    with session_factory(settings)() as s:
+    deerid, _, _ = feeder
+    with deerid.sessions() as s:
         dets = s.execute(sa.select(Detection)).scalars().all()
         deer = s.execute(sa.select(Deer)).scalars().all()
     deer_boxes = [d for d in dets if d.sex is not None]
@@ -139,7 +143,8 @@ def test_classes_sexes_and_statuses(feeder) -> None:  # type: ignore[no-untyped-
 
 
 def test_deer_list_and_show(feeder) -> None:  # type: ignore[no-untyped-def]
-    settings, first, _ = feeder
+    deerid, first, _ = feeder
+    settings = deerid.settings
     listed = run_cli(settings, "deer", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
@@ -170,7 +175,9 @@ def _detections_for(names: list[str]) -> dict:  # type: ignore[type-arg]
     return data
 
 
-def test_bad_input_is_reported_and_the_rest_is_kept(settings: Settings, tmp_path: Path) -> None:
+def test_bad_input_is_reported_and_the_rest_is_kept(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """Tried: a truncated JPEG, a photo listed but missing, a box outside the image,
     a box with an unknown category, a classification id not in the categories."""
     names = ["IMG_2263.JPG", "IMG_2336.JPG", "IMG_3899.JPG", "IMG_4192.JPG"]
@@ -189,24 +196,24 @@ def test_bad_input_is_reported_and_the_rest_is_kept(settings: Settings, tmp_path
     detections = tmp_path / "md.json"
     detections.write_text(json.dumps(data))
 
-    report = ingest(settings, photos, detections)
+    report = ingest(deerid, photos, detections)
     reasons = {(item["file"], item["reason"]) for item in report.skipped}
     files = Counter(f for f, _ in reasons)
     assert files["IMG_4192.JPG"] == 1 and files["IMG_9999.JPG"] == 1 and files["IMG_2263.JPG"] == 3
     assert any("IMG_4192" in r and ("truncated" in r or "cannot read" in r) for _, r in reasons)
     assert report.photos == 4 and report.photos_new == 3
     assert report.reidentified == 3 and report.failed == 0  # the three good deer photos
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         assert s.execute(sa.select(sa.func.count(Image.id))).scalar() == 3
 
 
-def test_malformed_detections_file_stores_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_malformed_detections_file_stores_nothing(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
     bad = tmp_path / "md.json"
     bad.write_text('{"images": [ {"file": "IMG_2263.JPG", ')
     out = run_cli(settings, "ingest", str(FEEDER), "--detections", str(bad))
     assert out.returncode == 2
     assert "not valid JSON" in out.stderr and "Traceback" not in out.stderr
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         assert s.execute(sa.select(sa.func.count(Image.id))).scalar() == 0
 
 
@@ -215,7 +222,9 @@ def test_missing_photo_folder_is_a_clear_error(settings: Settings, tmp_path: Pat
     assert out.returncode == 2 and "not found" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_photo_moved_before_reid_fails_that_box_only(settings: Settings, tmp_path: Path) -> None:
+def test_photo_moved_before_reid_fails_that_box_only(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """A photo deleted between storing and re-identification: its box fails with the reason,
     the others are identified, and `reid --all --retry-failed` succeeds once it is back."""
     names = ["IMG_2263.JPG", "IMG_2336.JPG"]
@@ -223,35 +232,36 @@ def test_photo_moved_before_reid_fails_that_box_only(settings: Settings, tmp_pat
     _copy_some_feeder(photos, names)
     detections = tmp_path / "md.json"
     detections.write_text(json.dumps(_detections_for(names)))
-    ingest(settings, photos, detections, reidentify=False)
+    ingest(deerid, photos, detections, reidentify=False)
     moved = photos / "IMG_2336.JPG"
     moved.rename(tmp_path / "away.jpg")
     from deerid.pipeline.reid import reidentify_ids, unassigned
 
-    summary = reidentify_ids(settings, unassigned(settings))
+    summary = reidentify_ids(deerid, unassigned(deerid))
     assert summary.as_dict()["failed"] == 1 and summary.as_dict()["new_deer"] == 1
     failed = [r for r in summary.results if r.error]
     assert "IMG_2336.JPG" in (failed[0].error or "")
     (tmp_path / "away.jpg").rename(moved)
-    retry = reidentify_ids(settings, unassigned(settings, include_failed=True))
+    retry = reidentify_ids(deerid, unassigned(deerid, include_failed=True))
     assert retry.as_dict()["failed"] == 0 and len(retry.results) == 1
 
 
-def test_real_megadetector_output(settings: Settings) -> None:
+def test_real_megadetector_output(settings: Settings, deerid: Deerid) -> None:
     """MegaDetector v5a output (format 1.1): low-confidence boxes, no classifications.
 
     Unclassified animal boxes are deer of class unknown; boxes under the
     detector threshold (0.2) are not stored."""
-    report = ingest(settings, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
+    report = ingest(deerid, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
     assert report.photos == report.photos_new == 31 and report.skipped == []
     assert report.detections == 30 and report.below_threshold == 49
     assert report.deer_detections == 30 and report.not_deer == 0
     assert report.too_small == 3 and report.reidentified == 27
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         labels = set(s.execute(sa.select(Detection.class_label)).scalars())
     assert labels == {"unknown"}
 
     stricter = settings.model_copy(update={"detection_threshold": 0.8, "database_url": settings.database_url})
-    again = ingest(stricter, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
+    with Deerid(stricter) as other:
+        again = ingest(other, MEGADETECTOR, MEGADETECTOR / "mdv5a.detections.json")
     assert again.photos_new == 0 and again.detections_new == 0  # nothing new, nothing lost
     assert again.detections < 30 and again.below_threshold > 49

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from builders import World, assign, unit
 from deerid.api.main import create_app
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
+from support.builders import World, assign, random_unit_vector
 
 TOKEN = "links-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,7 +27,9 @@ def bucks(world: World) -> list[str]:
     """Three bucks, first seen in the 2022, 2023 and 2024 seasons (seasons start 1 August)."""
     ids = []
     for n, year in enumerate((2022, 2023, 2024)):
-        result = assign(world, world.sighting(unit(100 + n), when=datetime(year, 10, 20, 7, 30)))
+        result = assign(
+            world, world.sighting(random_unit_vector(100 + n), when=datetime(year, 10, 20, 7, 30))
+        )
         ids.append(str(result.deer_id))
     return ids
 
@@ -89,7 +91,9 @@ def test_a_merge_keeps_links_and_stars(api: TestClient, bucks: list[str], world:
     """Tried: a starred 2023 buck linked to 2022 is merged into a new 2023 profile (the matcher
     had split that season in two): the survivor is starred and linked to 2022; undoing the merge
     brings the folded profile back with its star."""
-    extra = str(assign(world, world.sighting(unit(200), when=datetime(2023, 11, 2, 6, 50))).deer_id)
+    extra = str(
+        assign(world, world.sighting(random_unit_vector(200), when=datetime(2023, 11, 2, 6, 50))).deer_id
+    )
     api.patch(f"/api/deer/{bucks[1]}", json={"starred": True}, headers=AUTH)
     api.post(f"/api/deer/{bucks[1]}/links", json={"deer_id": bucks[0]}, headers=AUTH)
     merged = api.post(f"/api/deer/{extra}/merge", json={"deer_ids": [bucks[1]]}, headers=AUTH)

@@ -15,8 +15,9 @@ import uuid
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import MIGRATIONS_DIR, create_database, session_factory, upgrade_schema
+from deerid.db.session import MIGRATIONS_DIR, create_database, upgrade_schema
 from deerid.db.tables import Deer, Detection, Image
 
 PREVIOUS_RELEASE = "0003"
@@ -127,7 +128,7 @@ def test_a_database_of_the_previous_release_upgrades_to_head_keeping_its_rows(pg
 
     # The application's own mapping reads the upgraded rows.
     settings = Settings(database_url=url, data_dir=tmp_path / "data", device="cpu", broker_url=None)
-    with session_factory(settings)() as session:
+    with Deerid(settings) as deerid, deerid.sessions() as session:
         deer = {d.id: d for d in session.scalars(sa.select(Deer))}
         assert deer[buck].name == "Buck 1" and deer[buck].notes == "old note"
         assert deer[buck].sighting_count == 1

@@ -18,25 +18,26 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.pipeline.ingest import ingest
 from deerid.pipeline.reembed import reembed
 from deerid.registry import calibration
-from deerid.registry.models import active_embedder, active_model_name, list_models, use_model
+from deerid.registry.models import active_model_name, list_models, use_model
+from support.env import subprocess_env
+from support.paths import FEEDER, FEEDER_JSON
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 
 
-def test_active_model_and_its_override(settings: Settings) -> None:
+def test_active_model_and_its_override(settings: Settings, deerid: Deerid) -> None:
     assert active_model_name(settings) == ("efficientnet_lite1", "default")
     names = [e.name for e in list_models(settings)]
     assert names[:4] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50"]
     use_model(settings, "efficientnet_lite0")
     assert active_model_name(settings) == ("efficientnet_lite0", "deerid models use")
-    assert active_embedder(settings).model_id.startswith("efficientnet_lite0-224-")
+    assert deerid.embedder().model_id.startswith("efficientnet_lite0-224-")
     forced = settings.model_copy(update={"model": "efficientnet_lite2"})
     assert active_model_name(forced) == ("efficientnet_lite2", "DEERID_MODEL")
 
@@ -52,7 +53,7 @@ def test_unknown_model_is_a_clear_error(settings: Settings) -> None:
     assert "no model 'megadescriptor'" in out.stderr and "efficientnet_lite1" in out.stderr
 
 
-def test_calibration_belongs_to_one_model(settings: Settings) -> None:
+def test_calibration_belongs_to_one_model(settings: Settings, deerid: Deerid) -> None:
     model_a, model_b = "efficientnet_lite1-240-aaaa", "efficientnet_lite0-224-bbbb"
     none = calibration.resolve_threshold(settings, model_a)
     assert (none.value, none.source) == (None, "none") and "no calibration" in none.detail
@@ -66,7 +67,7 @@ def test_calibration_belongs_to_one_model(settings: Settings) -> None:
     assert calibration.resolve_threshold(explicit, model_a).source == "environment"
 
     env = subprocess_env(settings)
-    model_id = active_embedder(settings).model_id
+    model_id = deerid.embedder().model_id
     calibration.save(settings, model_id, {"threshold": 0.7, "max_false_merge": 0.05, "data": "test"})
     out = subprocess.run([DEERID, "config", "--json"], env=env, capture_output=True, text=True)
     values = json.loads(out.stdout)
@@ -88,7 +89,9 @@ def test_calibration_belongs_to_one_model(settings: Settings) -> None:
     assert values["reid_threshold"] is None
 
 
-def test_reembed_replaces_vectors_and_keeps_assignments(settings: Settings, tmp_path: Path) -> None:
+def test_reembed_replaces_vectors_and_keeps_assignments(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     names = ["IMG_2263.JPG", "IMG_2336.JPG", "IMG_3899.JPG", "IMG_3901.JPG"]
     photos = tmp_path / "card"
     photos.mkdir()
@@ -97,8 +100,8 @@ def test_reembed_replaces_vectors_and_keeps_assignments(settings: Settings, tmp_
     data = json.loads(FEEDER_JSON.read_text())
     data["images"] = [i for i in data["images"] if i["file"] in names]
     (tmp_path / "md.json").write_text(json.dumps(data))
-    ingest(settings, photos, tmp_path / "md.json")
-    factory = session_factory(settings)
+    ingest(deerid, photos, tmp_path / "md.json")
+    factory = deerid.sessions
     with factory() as s:
         before = dict(
             s.execute(sa.select(Detection.id, Detection.deer_id).where(Detection.deer_id.is_not(None))).all()
@@ -111,9 +114,9 @@ def test_reembed_replaces_vectors_and_keeps_assignments(settings: Settings, tmp_
     assert len(before) == 4
 
     use_model(settings, "efficientnet_lite0")
-    new_id = active_embedder(settings).model_id
+    new_id = deerid.embedder().model_id
     (photos / "IMG_3901.JPG").rename(tmp_path / "moved.jpg")  # one photo gone: reported, not lost
-    out = reembed(settings)
+    out = reembed(deerid).as_dict()
     assert out["model_id"] == new_id and out["detections"] == 4 and out["reembedded"] == 3
     assert len(out["failed"]) == 1 and "IMG_3901" in out["failed"][0]["reason"]
     with factory() as s:
@@ -131,6 +134,6 @@ def test_reembed_replaces_vectors_and_keeps_assignments(settings: Settings, tmp_
     assert all(a.model_id == new_id for a in deer)
 
     (tmp_path / "moved.jpg").rename(photos / "IMG_3901.JPG")
-    again = reembed(settings)
+    again = reembed(deerid).as_dict()
     assert again["detections"] == 1 and again["reembedded"] == 1
-    assert reembed(settings)["detections"] == 0  # nothing left: resumable, idempotent
+    assert reembed(deerid).as_dict()["detections"] == 0  # nothing left: resumable, idempotent

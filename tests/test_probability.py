@@ -77,7 +77,7 @@ def test_refuses_input_it_cannot_fit() -> None:
         SameAnimalProbability.fit(np.array([0.3, np.nan]), np.array([True, False]))
 
 
-def unit(*degrees: float) -> np.ndarray:
+def unit_vectors_at(*degrees: float) -> np.ndarray:
     rad = np.deg2rad(degrees)
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
@@ -85,7 +85,9 @@ def unit(*degrees: float) -> np.ndarray:
 def test_encounter_pairs_skip_the_encounter_itself() -> None:
     """A/1 is two near-identical frames; its score against A comes from A/2 only, and B,
     seen in one encounter, is a candidate for A's encounters but never for its own."""
-    data = LabelledSet.build(unit(0, 1, 30, 90, 95), ["A", "A", "A", "B", "B"], ["1", "1", "2", "1", "1"])
+    data = LabelledSet.build(
+        unit_vectors_at(0, 1, 30, 90, 95), ["A", "A", "A", "B", "B"], ["1", "1", "2", "1", "1"]
+    )
     pairs = encounter_pairs(data)
     first = {int(data.sighting[i]): i for i in range(len(data) - 1, -1, -1)}  # encounter -> a row of it
     names = ["A/1", "A/1", "A/2", "B/1", "B/1"]

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from builders import World, assign, unit
-from deerid.api.deps import TOKEN_FILE, ensure_api_token
+from deerid.api.deps import ensure_api_token
 from deerid.api.main import create_app
 from deerid.core.config import Settings
+from support.builders import World, assign, random_unit_vector
 
 TOKEN = "probe-token-456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,7 +30,7 @@ HUGE = "99999999999999999999"
 @pytest.fixture
 def seeded(settings: Settings, world: World) -> dict[str, object]:
     """One deer (one sighting) on one camera, written through the store."""
-    det_id = world.sighting(unit(1))
+    det_id = world.sighting(random_unit_vector(1))
     deer_id = assign(world, det_id).deer_id
     return {"deer": str(deer_id), "detection": det_id}
 
@@ -133,7 +133,7 @@ def test_token_file_is_private_and_new_only_once(settings: Settings) -> None:
     """F28: the token is printed only when it was generated; it is created 0600 from the start."""
     token, generated = ensure_api_token(settings)
     assert generated and len(token) >= 24
-    mode = stat.S_IMODE((settings.data_dir / TOKEN_FILE).stat().st_mode)
+    mode = stat.S_IMODE(settings.paths.api_token.stat().st_mode)
     assert mode == 0o600
     assert ensure_api_token(settings) == (token, False)
     from_env = settings.model_copy(update={"api_token": "from-env"})

@@ -23,14 +23,14 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image as PILImage
 
-from conftest import FEEDER, SHARED, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Detection, Image
-from deerid.embed.embedder import get_embedder
 from deerid.ingest.scan import iter_photos
 from deerid.pipeline.ingest import IngestReport, ingest
 from deerid.reid.service import embed_detections
+from support.env import subprocess_env
+from support.paths import FEEDER, SHARED
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 PROBE_JSON = SHARED / "reliability" / "json"
@@ -41,8 +41,8 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DEERID, *args], env=subprocess_env(settings), capture_output=True, text=True)
 
 
-def stored_paths(settings: Settings) -> list[str]:
-    with session_factory(settings)() as session:
+def stored_paths(deerid: Deerid) -> list[str]:
+    with deerid.sessions() as session:
         return sorted(session.execute(sa.select(Image.path)).scalars())
 
 
@@ -64,7 +64,9 @@ AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 BOX = {"category": "1", "conf": 0.9, "bbox": [0.0, 0.28, 0.3, 0.665]}
 
 
-def test_non_utf8_file_name_is_skipped_and_the_rest_is_stored(settings: Settings, tmp_path: Path) -> None:
+def test_non_utf8_file_name_is_skipped_and_the_rest_is_stored(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F1: a photo named `bad\\xff\\xfe.jpg` (bytes that are not UTF-8, as a camera or an old
     FAT card can write) crashed the whole ingest in the database driver. Tried: that file
     plus a good photo sorted after it, through the CLI with --json."""
@@ -81,10 +83,12 @@ def test_non_utf8_file_name_is_skipped_and_the_rest_is_stored(settings: Settings
     assert list(reasons(summary)) == ["bad\\xff\\xfe.jpg"]
     assert "not valid UTF-8" in reasons(summary)["bad\\xff\\xfe.jpg"]
     assert "bad\\xff\\xfe.jpg: file name is not valid UTF-8" in out.stderr
-    assert stored_paths(settings) == [str((photos / "good.jpg").resolve())]
+    assert stored_paths(deerid) == [str((photos / "good.jpg").resolve())]
 
 
-def test_symlink_loop_is_skipped_and_the_rest_is_stored(settings: Settings, tmp_path: Path) -> None:
+def test_symlink_loop_is_skipped_and_the_rest_is_stored(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F2: `l1.jpg -> l2.jpg -> l1.jpg` raised ELOOP out of the scan and stored nothing. This
     also checks that the pipeline hands scan errors to the report (the F3 path too). Tried: the
     loop beside a good photo and inside a sub-folder, through the pipeline."""
@@ -95,13 +99,13 @@ def test_symlink_loop_is_skipped_and_the_rest_is_stored(settings: Settings, tmp_
     (photos / "l2.jpg").symlink_to("l1.jpg")
     (photos / "sub" / "self.jpg").symlink_to("self.jpg")
 
-    report = ingest(settings, photos, reidentify=False)
+    report = ingest(deerid, photos, reidentify=False)
 
     assert report.photos == report.photos_new == 1
     found = reasons(report)
     assert set(found) == {"l1.jpg", "l2.jpg", "sub/self.jpg"}
     assert all("symbolic link loop" in reason for reason in found.values())
-    assert stored_paths(settings) == [str((photos / "a.jpg").resolve())]
+    assert stored_paths(deerid) == [str((photos / "a.jpg").resolve())]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the scan as `nobody` (setpriv)")
@@ -156,7 +160,7 @@ def test_unreadable_subfolder_is_skipped_for_a_real_user() -> None:
 
 
 def test_decompression_bomb_is_skipped_quietly_and_big_photos_are_kept(
-    settings: Settings, tmp_path: Path
+    settings: Settings, deerid: Deerid, tmp_path: Path
 ) -> None:
     """F4, F29: a 48 KB PNG of 20000x20000 px (400 MP) raised DecompressionBombError through
     the CLI and stored nothing else; a 100 MP image was stored but printed Pillow's raw
@@ -176,10 +180,12 @@ def test_decompression_bomb_is_skipped_quietly_and_big_photos_are_kept(
     assert "400 megapixels" in reasons(summary)["bomb.png"]
     assert "decompression bomb" in reasons(summary)["bomb.png"]
     assert "Warning" not in out.stderr and "Traceback" not in out.stderr
-    assert stored_paths(settings) == sorted(str((photos / n).resolve()) for n in ("big.png", "good.jpg"))
+    assert stored_paths(deerid) == sorted(str((photos / n).resolve()) for n in ("big.png", "good.jpg"))
 
 
-def test_absurdly_nested_detections_file_is_one_error_line(settings: Settings, tmp_path: Path) -> None:
+def test_absurdly_nested_detections_file_is_one_error_line(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F6: a detections file nested 200,000 levels deep gave a RecursionError traceback and rc 1;
     the README promises one error line and exit code 2. Tried: that file through the CLI."""
     deep = tmp_path / "deep.json"
@@ -198,7 +204,7 @@ def test_absurdly_nested_detections_file_is_one_error_line(settings: Settings, t
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nested too deeply" in lines[0], out.stderr
-    assert stored_paths(settings) == []
+    assert stored_paths(deerid) == []
 
 
 def test_markup_in_user_text_is_printed_as_written(settings: Settings, tmp_path: Path) -> None:
@@ -234,7 +240,7 @@ def test_markup_in_user_text_is_printed_as_written(settings: Settings, tmp_path:
     assert f"photo folder not found: {tmp_path}/DCIM[/]x" in out.stderr
 
 
-def test_two_spellings_of_one_photo_are_reported(settings: Settings, tmp_path: Path) -> None:
+def test_two_spellings_of_one_photo_are_reported(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
     """F16: `C:\\cards\\small\\IMG_2257.JPG` (1 box) and `small/IMG_2257.JPG` (2 boxes) name one
     photo; the second silently replaced the first. Tried: the probe's dup_spelling.json on a
     folder `small` holding the photo, through the pipeline."""
@@ -242,7 +248,7 @@ def test_two_spellings_of_one_photo_are_reported(settings: Settings, tmp_path: P
     photos.mkdir()
     shutil.copy(PHOTO_A, photos)
 
-    report = ingest(settings, photos, PROBE_JSON / "dup_spelling.json", reidentify=False)
+    report = ingest(deerid, photos, PROBE_JSON / "dup_spelling.json", reidentify=False)
 
     assert report.detections_new == 1  # the first entry is kept
     reason = reasons(report)["small/IMG_2257.JPG"]
@@ -250,7 +256,9 @@ def test_two_spellings_of_one_photo_are_reported(settings: Settings, tmp_path: P
     assert "'C:/cards/small/IMG_2257.JPG'" in reason and "ignored" in reason
 
 
-def test_unicode_normalisation_and_letter_case_still_match(settings: Settings, tmp_path: Path) -> None:
+def test_unicode_normalisation_and_letter_case_still_match(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F25: the detections file says `Hirsch_ä.jpg` (NFC) and `img_2260.jpg`; the disk holds the
     NFD spelling macOS writes and `IMG_2260.JPG`. Both were "not found" and their boxes dropped.
     Tried: the probe's norm.json; and two photos differing only in case, which stay unmatched
@@ -260,19 +268,21 @@ def test_unicode_normalisation_and_letter_case_still_match(settings: Settings, t
     shutil.copy(PHOTO_A, photos / unicodedata.normalize("NFD", "Hirsch_ä.jpg"))
     shutil.copy(PHOTO_B, photos / "IMG_2260.JPG")
 
-    report = ingest(settings, photos, PROBE_JSON / "norm.json", reidentify=False)
+    report = ingest(deerid, photos, PROBE_JSON / "norm.json", reidentify=False)
 
     assert report.skipped == []
     assert report.detections_new == 2
 
     shutil.copy(PHOTO_B, photos / "Img_2260.jpg")
     md = md_file(tmp_path / "case.json", [{"file": "img_2260.JPG", "detections": [BOX]}])
-    report = ingest(settings, photos, md, reidentify=False)
+    report = ingest(deerid, photos, md, reidentify=False)
     reason = reasons(report)["img_2260.JPG"]
     assert "names 2 photos" in reason and "IMG_2260.JPG" in reason and "Img_2260.jpg" in reason
 
 
-def test_odd_files_and_a_file_as_the_folder_get_clear_messages(settings: Settings, tmp_path: Path) -> None:
+def test_odd_files_and_a_file_as_the_folder_get_clear_messages(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F26: a dangling symlink and a FIFO named .jpg were reported as "not found" though they
     exist; `deerid ingest notjson.json` said "photo folder not found". Tried: both odd files
     listed in a detections file beside a good photo (pipeline), and a file as the folder (CLI)."""
@@ -286,7 +296,7 @@ def test_odd_files_and_a_file_as_the_folder_get_clear_messages(settings: Setting
         [{"file": name, "detections": [BOX]} for name in ("good.jpg", "dangling.jpg", "fifo.jpg")],
     )
 
-    report = ingest(settings, photos, md, reidentify=False)  # a FIFO read would hang: it is never opened
+    report = ingest(deerid, photos, md, reidentify=False)  # a FIFO read would hang: it is never opened
 
     assert report.photos_new == 1 and report.detections_new == 1
     found = [(item["file"], item["reason"]) for item in report.skipped]
@@ -325,7 +335,9 @@ class CountingEmbedder:
         return self.inner.embed(crops)
 
 
-def test_crops_of_one_photo_are_embedded_in_bounded_batches(settings: Settings, tmp_path: Path) -> None:
+def test_crops_of_one_photo_are_embedded_in_bounded_batches(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """F30: every crop of a photo was held in memory before embedding (2,000 boxes: 2.7 GB). Now
     crops are cut one at a time from one decode, squashed to the input size as they are cut, and
     at most a bounded queue of them waits for the model. Tried: 240 deer boxes on one real feeder
@@ -341,13 +353,13 @@ def test_crops_of_one_photo_are_embedded_in_bounded_batches(settings: Settings, 
         for x, y in rng.uniform(0.0, 0.7, size=(240, 2))
     ]
     md = md_file(tmp_path / "many.json", [{"file": "IMG_2257.JPG", "detections": boxes}])
-    report = ingest(settings, photos, md, reidentify=False)
+    report = ingest(deerid, photos, md, reidentify=False)
     assert report.detections_new == 240 and report.too_small == 0
 
-    factory = session_factory(settings)
+    factory = deerid.sessions
     with factory() as session:
         ids = list(session.execute(sa.select(Detection.id)).scalars())
-    embedder = CountingEmbedder(get_embedder(settings))
+    embedder = CountingEmbedder(deerid.embedder())
     crop_bytes = embedder.input_size**2 * 3
 
     tracemalloc.start()

@@ -26,12 +26,15 @@ from pathlib import Path
 import psutil
 import pytest
 import sqlalchemy as sa
+from celery import Celery
 
-from conftest import feeder_card, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.embedded import _ensure_database, embedded_pid
-from deerid.db.session import create_database, database_identity, upgrade_schema
-from deerid.tasks.celery_app import REIDENTIFY_DEER, producer_for, queue_for
+from deerid.db.session import create_database, upgrade_schema
+from deerid.dispatch import REIDENTIFY_DEER, configure_celery, queue_for
+from support.cards import feeder_card
+from support.env import subprocess_env
 from test_worker import counts, redis_url, start_worker, stop, wait_for  # noqa: F401  (redis_url: fixture)
 
 DEERID = str(Path(sys.executable).parent / "deerid")
@@ -77,44 +80,49 @@ def test_two_databases_on_one_broker_keep_their_own_tasks(
 
     site_a = _site(settings, pg_root, tmp_path, "a")
     site_b = _site(settings, pg_root, tmp_path, "b")
-    assert database_identity(site_a) != database_identity(site_b)
-    card, md = _card(tmp_path)
-    ingest(site_a, card, md)  # A: in-process, every box assigned (ids 1..n, as B's will be)
-    _, assigned_a = counts(site_a)
-    assert assigned_a > 0
+    with Deerid(site_a) as a, Deerid(site_b) as b:
+        assert a.database_id != b.database_id
+        card, md = _card(tmp_path)
+        ingest(a, card, md)  # A: in-process, every box assigned (ids 1..n, as B's will be)
+        _, assigned_a = counts(a)
+        assert assigned_a > 0
 
-    log_a = tmp_path / "worker_a.log"
-    worker_a = start_worker(site_a, redis_url, log_a)
-    try:
-        wait_for(lambda: "ready" in log_a.read_text(), 120, worker_a, log_a)
-        report = ingest(site_b.model_copy(update={"broker_url": redis_url}), card, md)
-        assert report.queued == assigned_a and counts(site_b) == (report.queued, 0)
-        # A task of B's sent to A's queue by mistake is forwarded to B's queue, never run on A.
-        first = min(_pending_ids(site_b))
-        producer_for(site_b.model_copy(update={"broker_url": redis_url})).send_task(
-            REIDENTIFY_DEER,
-            args=[first],
-            kwargs={"database_id": database_identity(site_b)},
-            queue=queue_for(database_identity(site_a)),
-        )
-        wait_for(lambda: "forwarded_to" in log_a.read_text(), 120, worker_a, log_a)
-        time.sleep(3)  # time enough for A's worker to take B's tasks, if it could
-        assert counts(site_b) == (report.queued, 0), "a worker of another database ran B's tasks"
-        assert counts(site_a) == (0, assigned_a)
-
-        log_b = tmp_path / "worker_b.log"
-        worker_b = start_worker(site_b, redis_url, log_b)
+        log_a = tmp_path / "worker_a.log"
+        worker_a = start_worker(site_a, redis_url, log_a)
         try:
-            wait_for(lambda: counts(site_b) == (0, report.queued), 300, worker_b, log_b)
+            wait_for(lambda: "ready" in log_a.read_text(), 120, worker_a, log_a)
+            b_queued = site_b.model_copy(update={"broker_url": redis_url})
+            with Deerid(b_queued) as queued:
+                report = ingest(queued, card, md)
+            assert report.queued == assigned_a and counts(b) == (report.queued, 0)
+            # A task of B's sent to A's queue by mistake is forwarded to B's queue, never run on A.
+            # A TaskQueue always pairs its queue with its own database id: a bare producer sends the mix.
+            first = min(_pending_ids(site_b))
+            configure_celery(Celery("deerid"), b_queued, worker=False).send_task(
+                REIDENTIFY_DEER,
+                args=[first],
+                kwargs={"database_id": b.database_id},
+                queue=queue_for(a.database_id),
+            )
+            wait_for(lambda: "forwarded_to" in log_a.read_text(), 120, worker_a, log_a)
+            time.sleep(3)  # time enough for A's worker to take B's tasks, if it could
+            assert counts(b) == (report.queued, 0), "a worker of another database ran B's tasks"
+            assert counts(a) == (0, assigned_a)
+
+            log_b = tmp_path / "worker_b.log"
+            worker_b = start_worker(site_b, redis_url, log_b)
+            try:
+                wait_for(lambda: counts(b) == (0, report.queued), 300, worker_b, log_b)
+            finally:
+                stop(worker_b)
         finally:
-            stop(worker_b)
-    finally:
-        stop(worker_a)
+            stop(worker_a)
     assert "already_assigned" not in log_a.read_text()
 
 
 def test_worker_start_takes_over_what_the_previous_release_left_on_the_celery_queue(
     settings: Settings,
+    deerid: Deerid,
     redis_url: str,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -127,11 +135,13 @@ def test_worker_start_takes_over_what_the_previous_release_left_on_the_celery_qu
     from deerid.pipeline.ingest import ingest
 
     card, md = _card(tmp_path)
-    ingest(settings, card, md, reidentify=False)
+    ingest(deerid, card, md, reidentify=False)
     pending = _pending_ids(settings)
-    assert pending and counts(settings) == (len(pending), 0)
+    assert pending and counts(deerid) == (len(pending), 0)
     # Sent exactly as the previous release's `enqueue` did: no queue, no database id.
-    legacy = producer_for(settings.model_copy(update={"broker_url": redis_url}))
+    legacy = configure_celery(
+        Celery("deerid"), settings.model_copy(update={"broker_url": redis_url}), worker=False
+    )
     for detection_id in pending:
         legacy.send_task(REIDENTIFY_DEER, args=[detection_id])
     broker = redis.Redis.from_url(redis_url)
@@ -140,7 +150,7 @@ def test_worker_start_takes_over_what_the_previous_release_left_on_the_celery_qu
     log = tmp_path / "worker.log"
     worker = start_worker(settings, redis_url, log)
     try:
-        wait_for(lambda: counts(settings) == (0, len(pending)), 120, worker, log)
+        wait_for(lambda: counts(deerid) == (0, len(pending)), 120, worker, log)
     finally:
         stop(worker)
     output = log.read_text()
@@ -309,7 +319,7 @@ def test_worker_sigterm_stops_embedded_postgres(
     )
 
 
-def test_dead_broker_is_one_error_line(settings: Settings, tmp_path: Path) -> None:
+def test_dead_broker_is_one_error_line(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
     """F12: with DEERID_BROKER_URL on a dead port, ingest ended after ~27 s in a traceback
     ("Retry limit exceeded while trying to reconnect to the Celery result store backend")."""
     card, md = _card(tmp_path)
@@ -323,7 +333,7 @@ def test_dead_broker_is_one_error_line(settings: Settings, tmp_path: Path) -> No
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "broker" in lines[0] and "deerid reid --all" in lines[0], run.stderr
     assert time.monotonic() - started < 60
-    pending, assigned = counts(settings)
+    pending, assigned = counts(deerid)
     assert pending > 0 and assigned == 0  # the boxes are stored, waiting for `deerid reid --all`
 
 

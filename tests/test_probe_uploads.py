@@ -22,12 +22,12 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import FEEDER, FEEDER_JSON
 from deerid.api.main import create_app
 from deerid.api.routes.uploads import resume_interrupted
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.db.tables import Image
+from support.paths import FEEDER, FEEDER_JSON
 
 TOKEN = "uploads-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -92,11 +92,12 @@ def test_interrupted_uploads_resume_when_the_server_starts(configured: Settings)
             assert state["report"]["photos_new"] == 1 and state["report"]["reidentified"] >= 1, state
             assert state["resumed_at"]
         assert client.get(f"/api/uploads/{failed}").json()["status"] == "failed"
-    with session_factory(configured)() as s:
-        assert s.execute(sa.select(sa.func.count()).select_from(Image)).scalar_one() == 2
+    with Deerid(configured) as deerid:
+        with deerid.sessions() as s:
+            assert s.execute(sa.select(sa.func.count()).select_from(Image)).scalar_one() == 2
 
-    # Nothing is interrupted any more: another start claims nothing.
-    assert resume_interrupted(configured) is None
+        # Nothing is interrupted any more: another start claims nothing.
+        assert resume_interrupted(deerid) is None
 
 
 def test_upload_errors_show_no_server_paths(configured: Settings, client: TestClient) -> None:

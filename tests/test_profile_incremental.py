@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from builders import MODEL, T0, World, assign, near, unit
 from deerid.db.tables import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
 from deerid.reid.service import Outcome
 from deerid.store import deer as deer_store
+from support.builders import MODEL, T0, World, assign, near, random_unit_vector
 
 DERIVED = ("sighting_count", "first_seen", "last_seen", "confidence")
 SUMS = ("embedding_sum", "embedding_count", "similarity_sum", "similarity_count")
@@ -79,7 +79,7 @@ def _add_by_hand(
 
 def test_incremental_profile_equals_full_recompute_at_every_step(world: World) -> None:
     rng = np.random.default_rng(7)
-    centre = unit(100)
+    centre = random_unit_vector(100)
     founder = assign(world, world.sighting(centre, T0))
     assert founder.outcome is Outcome.NEW_DEER
     deer_id = founder.deer_id
@@ -103,7 +103,7 @@ def test_incremental_profile_equals_full_recompute_at_every_step(world: World) -
         _assert_same(_stored(world, deer_id), _full(world, deer_id))
 
     # A sighting embedded by another model counts but is not averaged; a manual one adds no similarity.
-    other = world.sighting(unit(5), T0 + timedelta(days=400), model="other-model")
+    other = world.sighting(random_unit_vector(5), T0 + timedelta(days=400), model="other-model")
     _add_by_hand(world, other, deer_id, Assignment.MANUAL, 0.5)
     incremental = _stored(world, deer_id)
     _assert_same(incremental, _full(world, deer_id))
@@ -126,7 +126,7 @@ def test_incremental_profile_equals_full_recompute_at_every_step(world: World) -
 
 def test_the_order_sightings_are_added_in_does_not_change_the_sums(world: World) -> None:
     """Two deer given the same 40 sightings' vectors and similarities, in opposite orders."""
-    vectors = [near(unit(200), 0.9, 300 + i) for i in range(40)]
+    vectors = [near(random_unit_vector(200), 0.9, 300 + i) for i in range(40)]
     sims = [float(x) for x in np.random.default_rng(3).uniform(0.85, 1.0, 40)]
     deer_ids = []
     for order in (range(40), reversed(range(40))):
@@ -141,7 +141,7 @@ def test_the_order_sightings_are_added_in_does_not_change_the_sums(world: World)
 
 
 def test_a_deer_from_before_the_sums_gets_them_from_the_full_recompute(world: World) -> None:
-    centre = unit(400)
+    centre = random_unit_vector(400)
     first = assign(world, world.sighting(centre))
     assert assign(world, world.sighting(near(centre, 0.95, 401))).deer_id == first.deer_id
     with world.factory() as s, s.begin():  # as migration 0008 leaves an existing deer
@@ -162,7 +162,7 @@ def test_a_deer_from_before_the_sums_gets_them_from_the_full_recompute(world: Wo
 def _bulk_deer(world: World, size: int, seed: int) -> uuid.UUID:
     """A buck with `size` stored sightings, inserted in bulk, its profile from the full recompute."""
     rng = np.random.default_rng(seed)
-    centre = unit(seed)
+    centre = random_unit_vector(seed)
     with world.factory() as s, s.begin():
         deer_id = deer_store.create_deer(s, Sex.BUCK, MODEL)
         image_ids = s.execute(
@@ -221,7 +221,7 @@ def test_adding_a_sighting_reads_one_detection_whatever_the_deer_size(world: Wor
     read: dict[str, list[int]] = {"add": [], "full": []}
     herd = {size: _bulk_deer(world, size, seed=size) for size in (5, 600)}  # both stored before measuring
     for size, deer_id in herd.items():
-        det_id = world.sighting(unit(size), T0 + timedelta(days=30))
+        det_id = world.sighting(random_unit_vector(size), T0 + timedelta(days=30))
         with world.factory() as s, s.begin():
             deer_store.assign(
                 s,

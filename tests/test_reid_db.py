@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from builders import MODEL, T0, World, assign, deer_row, near, unit
 from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.domain.classes import Sex
 from deerid.reid.service import Outcome, unassign
 from deerid.store import deer as deer_store
+from support.builders import MODEL, T0, World, assign, deer_row, near, random_unit_vector
 
 
 def test_match_above_threshold_and_new_deer_below(world: World) -> None:
-    a = unit(1)
+    a = random_unit_vector(1)
     first = assign(world, world.sighting(a))
     assert first.outcome is Outcome.NEW_DEER and first.similarity is None
     same = assign(world, world.sighting(near(a, 0.93, 2), T0 + timedelta(days=1)))
@@ -41,7 +41,7 @@ def test_match_above_threshold_and_new_deer_below(world: World) -> None:
 
 def test_matches_any_sighting_not_only_the_profile_mean(world: World) -> None:
     """A deer seen from two sides: a third photo like one side must match even if it is far from the mean."""
-    a = unit(10)
+    a = random_unit_vector(10)
     side_b = near(a, 0.86, 11)
     first = assign(world, world.sighting(a))
     assert assign(world, world.sighting(side_b)).deer_id == first.deer_id
@@ -53,7 +53,7 @@ def test_matches_any_sighting_not_only_the_profile_mean(world: World) -> None:
 
 
 def test_only_same_sex_is_searched(world: World) -> None:
-    a = unit(20)
+    a = random_unit_vector(20)
     buck = assign(world, world.sighting(a, sex=Sex.BUCK))
     doe = assign(world, world.sighting(a, sex=Sex.DOE))
     assert doe.outcome is Outcome.NEW_DEER and doe.deer_id != buck.deer_id
@@ -65,7 +65,7 @@ def test_only_same_sex_is_searched(world: World) -> None:
 
 
 def test_vectors_of_another_model_are_never_compared(world: World) -> None:
-    a = unit(30)
+    a = random_unit_vector(30)
     old = assign(world, world.sighting(a, model="old-model"), model="old-model")
     new = assign(world, world.sighting(a, model=MODEL))
     assert new.outcome is Outcome.NEW_DEER and new.deer_id != old.deer_id
@@ -75,7 +75,7 @@ def test_vectors_of_another_model_are_never_compared(world: World) -> None:
 
 
 def test_two_boxes_in_one_photo_are_two_deer(world: World) -> None:
-    a = unit(40)
+    a = random_unit_vector(40)
     image = world.photo()
     one = assign(world, world.box(image, a, index=0))
     two = assign(world, world.box(image, near(a, 0.99, 41), index=1))
@@ -83,7 +83,7 @@ def test_two_boxes_in_one_photo_are_two_deer(world: World) -> None:
 
 
 def test_rerun_never_double_counts(world: World) -> None:
-    a = unit(50)
+    a = random_unit_vector(50)
     det = world.sighting(a)
     first = assign(world, det)
     again = assign(world, det)
@@ -92,7 +92,7 @@ def test_rerun_never_double_counts(world: World) -> None:
 
 
 def test_first_and_last_seen_follow_capture_time_not_ingest_order(world: World) -> None:
-    a = unit(60)
+    a = random_unit_vector(60)
     late = assign(world, world.sighting(a, T0 + timedelta(days=10)))
     early = assign(world, world.sighting(near(a, 0.95, 61), T0))
     middle = assign(world, world.sighting(near(a, 0.95, 62), T0 + timedelta(days=3)))
@@ -103,7 +103,7 @@ def test_first_and_last_seen_follow_capture_time_not_ingest_order(world: World) 
 
 
 def test_unassign_recomputes_and_deletes_emptied_deer(world: World) -> None:
-    a = unit(70)
+    a = random_unit_vector(70)
     d1, d2 = world.sighting(a), world.sighting(near(a, 0.95, 71), T0 + timedelta(days=2))
     deer_id = assign(world, d1).deer_id
     assert assign(world, d2).deer_id == deer_id
@@ -139,7 +139,7 @@ def test_concurrent_workers_found_one_deer_for_one_animal(world: World) -> None:
 
     Without the per-sex lock several of them see an empty gallery and each
     founds a profile."""
-    a = unit(80)
+    a = random_unit_vector(80)
     dets = [world.sighting(near(a, 0.97, 81 + i), T0 + timedelta(minutes=i)) for i in range(8)]
     barrier = threading.Barrier(len(dets))
     results: list[object] = []
@@ -161,7 +161,7 @@ def test_concurrent_workers_found_one_deer_for_one_animal(world: World) -> None:
 
 
 def test_nearest_sightings_uses_cosine_similarity(world: World) -> None:
-    a = unit(90)
+    a = random_unit_vector(90)
     ids = [world.sighting(near(a, c, 91 + i)) for i, c in enumerate((0.6, 0.9, 0.75))]
     for det in ids:
         with world.factory() as s, s.begin():
@@ -189,7 +189,7 @@ def test_the_large_scope_search_adds_the_sightings_of_small_deer_nearest_by_prof
     Tried: a query whose two nearest sightings (the limit) belong to deer A, and deer B's only
     sighting farther away. Forced onto the large-scope path (exact_max=0) B's sighting is a
     candidate anyway; on the exact path with the same limit it is not."""
-    a = unit(200)
+    a = random_unit_vector(200)
     for i in range(5):
         assign(world, world.sighting(near(a, 0.95, 201 + i)))
     b_det = world.sighting(near(a, 0.80, 210))

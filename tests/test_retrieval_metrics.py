@@ -13,7 +13,7 @@ from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics
 NYALA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nyala" / "train"
 
 
-def unit(*degrees: float) -> np.ndarray:
+def unit_vectors_at(*degrees: float) -> np.ndarray:
     rad = np.deg2rad(degrees)
     return np.stack([np.cos(rad), np.sin(rad)], axis=1)
 
@@ -25,7 +25,7 @@ def unit(*degrees: float) -> np.ndarray:
 #  3   A          s2      40
 #  4   B          s2      12
 #  5   C          s1     200    (C has one sighting: excluded)
-VECTORS = unit(0, 0, 10, 40, 12, 200)
+VECTORS = unit_vectors_at(0, 0, 10, 40, 12, 200)
 INDIVIDUALS = ["A", "A", "B", "A", "B", "C"]
 SIGHTINGS = ["s1", "s1", "s1", "s2", "s2", "s1"]
 
@@ -55,7 +55,7 @@ def test_same_sighting_never_counts_as_a_match() -> None:
 def test_equal_sighting_labels_of_different_individuals_are_different_sightings() -> None:
     # X1 0°, X2 50°, Y1 10°, Y2 100°: every query's nearest is the other individual.
     # Keying sightings by label alone would drop Y1 from X1's gallery and make X1 a hit.
-    result = retrieval_metrics(unit(0, 50, 10, 100), ["X", "X", "Y", "Y"], ["1", "2", "1", "2"])
+    result = retrieval_metrics(unit_vectors_at(0, 50, 10, 100), ["X", "X", "Y", "Y"], ["1", "2", "1", "2"])
     assert result["n_queries"] == 4
     assert result["top1"] == 0.0
 
@@ -68,7 +68,7 @@ def test_cosine_so_row_scale_does_not_matter() -> None:
 
 
 def test_no_valid_query_gives_nan_rates() -> None:
-    result = retrieval_metrics(unit(0, 10), ["A", "B"], ["1", "1"])
+    result = retrieval_metrics(unit_vectors_at(0, 10), ["A", "B"], ["1", "1"])
     assert result["n_queries"] == 0
     assert result["n_excluded"] == 2
     assert math.isnan(result["top1"]) and math.isnan(result["mAP"])

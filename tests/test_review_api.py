@@ -17,12 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from builders import World
-from conftest import feeder_card
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.tables import Detection
 from deerid.pipeline.ingest import ingest
+from support.builders import World
+from support.cards import feeder_card
 
 # buck-A (5 photos over 10 days, one camera), buck-B (2 photos), a doe + fawn photo, and a
 # crowded feeder pair (IMG_7324/7325) whose boxes share an event.
@@ -44,7 +45,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def api(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     card, md = feeder_card(tmp_path, PHOTOS)
     configured = settings.model_copy(update={"api_token": TOKEN})
-    ingest(configured, card, md)  # no calibration: no automatic merges
+    with Deerid(configured) as deerid:
+        ingest(deerid, card, md)  # no calibration: no automatic merges
     with TestClient(create_app(configured), base_url="http://localhost") as client:
         yield client
 
@@ -213,26 +215,24 @@ def test_track_candidates_and_qc(api: TestClient) -> None:
     assert all(f is not None for f in fits) and fits == sorted(fits)
 
 
-def test_answers_are_labelled_pairs(api: TestClient, settings: Settings) -> None:
+def test_answers_are_labelled_pairs(api: TestClient, settings: Settings, deerid: Deerid) -> None:
     """A match gives one same-animal pair and "none" a different-animal pair per candidate shown,
     with the score shown, for the model that made it; an undone answer no longer counts, and
     another model id sees none of them."""
-    from deerid.db.session import session_factory
-    from deerid.registry.models import active_embedder
     from deerid.store.review import decided_pairs
 
-    model_id = active_embedder(settings).model_id
+    model_id = deerid.embedder().model_id
     first = api.get("/api/review/next", params={"k": 3}).json()
     merged = answer(api, first, "match", pick=0)
     second = api.get("/api/review/next", params={"k": 3}).json()
     answer(api, second, "none")
-    with session_factory(settings)() as session:
+    with deerid.sessions() as session:
         scores, same = decided_pairs(session, model_id)
         assert same.tolist() == [True] + [False] * len(second["candidates"])
         assert scores[0] == pytest.approx(first["candidates"][0]["similarity"], abs=1e-3)
         assert len(decided_pairs(session, "another-model")[0]) == 0
     assert api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH).status_code == 200
-    with session_factory(settings)() as session:
+    with deerid.sessions() as session:
         assert decided_pairs(session, model_id)[1].tolist() == [False] * len(second["candidates"])
 
 
@@ -243,19 +243,19 @@ def test_animals_seen_together_are_never_a_question(settings: Settings, tmp_path
     nor a deer of the other sex (doe vs buck), while deer of other events are offered."""
     import sqlalchemy as sa
 
-    from deerid.db.session import session_factory
     from deerid.db.tables import Image
 
     names = ["IMG_7324.JPG", "IMG_7325.JPG", "IMG_7335.JPG", "IMG_3899.JPG", "IMG_2257.JPG"]
     card, md = feeder_card(tmp_path, names)
     configured = settings.model_copy(update={"api_token": TOKEN, "encounter_gap": 400})
-    ingest(configured, card, md)
-    with session_factory(configured)() as s:
-        rows = s.execute(
-            sa.select(Detection.deer_id, Detection.track_id, Image.event_id, Detection.sex)
-            .join(Image, Image.id == Detection.image_id)
-            .where(Detection.deer_id.is_not(None))
-        ).all()
+    with Deerid(configured) as other:
+        ingest(other, card, md)
+        with other.sessions() as s:
+            rows = s.execute(
+                sa.select(Detection.deer_id, Detection.track_id, Image.event_id, Detection.sex)
+                .join(Image, Image.id == Detection.image_id)
+                .where(Detection.deer_id.is_not(None))
+            ).all()
     event_of = {str(d): e for d, _, e, _ in rows}
     sex_of = {str(d): x.value for d, _, _, x in rows}
     feeder_event = {e for d, t, e, _ in rows if t is not None and sum(1 for r in rows if r[2] == e) > 2}
@@ -278,11 +278,11 @@ def test_two_tracks_of_one_event_are_never_a_pair(world: World) -> None:
     screen; the other event's deer is offered to both."""
     import sqlalchemy as sa
 
-    from builders import MODEL, assign, near, unit
     from deerid.db.tables import Event, Image, Track
     from deerid.store import review as review_store
+    from support.builders import MODEL, assign, near, random_unit_vector
 
-    base = unit(7)
+    base = random_unit_vector(7)
     dets = [world.sighting(near(base, 0.95, seed)) for seed in (1, 2, 3)]
     deer = [assign(world, d, threshold=None).deer_id for d in dets]
     with world.factory() as s, s.begin():

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import near, unit
-from conftest import NYALA
 from deerid.domain.review import ReviewGraph
 from deerid.evaluation.data import LabelledSet
 from deerid.evaluation.review import automatic_profiles, simulate_review
+from support.builders import near, random_unit_vector
+from support.paths import NYALA
 
 
 def graph_of(vectors: list[np.ndarray], owner: list[int]) -> ReviewGraph:
@@ -25,7 +25,7 @@ def graph_of(vectors: list[np.ndarray], owner: list[int]) -> ReviewGraph:
 
 
 def test_likely_match_is_asked_first_and_none_is_final() -> None:
-    a, b = unit(1), unit(2)
+    a, b = random_unit_vector(1), random_unit_vector(2)
     # Profiles 0/1 are one animal seen twice (0.95); 2 and 3 are loners far from everything.
     g = graph_of([a, near(a, 0.95, 10), b, near(b, 0.2, 11)], [0, 1, 2, 3])
     screen = g.next_screen(k=2)
@@ -40,8 +40,11 @@ def test_likely_match_is_asked_first_and_none_is_final() -> None:
 
 
 def test_blocks_survive_merges_and_merged_profiles_use_every_view() -> None:
-    left, right = unit(1), unit(2)  # two looks of one animal that resemble each other little
-    vectors = [left, right, near(right, 0.9, 3), unit(4)]
+    left, right = (
+        random_unit_vector(1),
+        random_unit_vector(2),
+    )  # two looks of one animal that resemble each other little
+    vectors = [left, right, near(right, 0.9, 3), random_unit_vector(4)]
     g = graph_of(vectors, [0, 1, 2, 3])
     g.block(1, 3)
     g.merge(1, 0)  # 1 and 0 are one animal: its left and right look
@@ -57,7 +60,7 @@ def test_sets_of_views_rank_by_best_pair_and_mean_vector_together() -> None:
     the middle of both. The default ranks them as sets (best pair averaged with the mean
     vectors' cosine), so the all-round match comes first; "max" (best pair alone) puts the
     one-sided look-alike first. Either way the score and probability shown are the best pair's."""
-    q1, q2 = unit(1), unit(2)
+    q1, q2 = random_unit_vector(1), random_unit_vector(2)
     middle = (q1 + q2) / np.linalg.norm(q1 + q2)
     one_sided, all_round = near(q1, 0.8, 3), near(middle, 0.95, 4)
     vectors = np.stack([q1, q2, one_sided, all_round])
@@ -77,7 +80,7 @@ def test_sets_of_views_rank_by_best_pair_and_mean_vector_together() -> None:
 
 
 def test_retired_queries_and_exclusions() -> None:
-    a = unit(1)
+    a = random_unit_vector(1)
     g = graph_of([a, near(a, 0.9, 2), near(a, 0.5, 3)], [0, 1, 2])
     first = g.next_screen(k=1)
     assert first is not None

@@ -21,9 +21,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import test_dashboard as dash
-from conftest import FEEDER, FEEDER_JSON, create_database
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.paths import FEEDER, FEEDER_JSON
 
 # The server, browser and page fixtures of the dashboard tests, serving this module's `feeder`.
 server, api, browser, page = dash.server, dash.api, dash.browser, dash.page
@@ -48,7 +50,8 @@ def feeder(pg_root: str, models_dir: Path, tmp_path_factory: pytest.TempPathFact
         broker_url=None,
         api_token=TOKEN,
     )
-    ingest(settings, FEEDER, FEEDER_JSON)
+    with Deerid(settings) as deerid:
+        ingest(deerid, FEEDER, FEEDER_JSON)
     return settings
 
 

@@ -21,9 +21,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from builders import MODEL, World, assign, near, unit
-from conftest import feeder_card
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.tables import Camera, Detection, Image
 from deerid.domain.classes import Sex
@@ -31,6 +30,8 @@ from deerid.domain.sites import DEFAULT_SITE, SiteError
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import Outcome, assign_detection
 from deerid.store import deer as deer_store
+from support.builders import MODEL, World, assign, near, random_unit_vector
+from support.cards import feeder_card
 
 
 def _site_of(world: World, det_id: int) -> str:
@@ -40,7 +41,7 @@ def _site_of(world: World, det_id: int) -> str:
 
 def test_a_sighting_is_matched_only_within_its_site(world: World) -> None:
     """The same animal's vector at a camera of another site founds a new deer; at its own site it joins."""
-    a = unit(1)
+    a = random_unit_vector(1)
     first = world.box(world.photo(camera="north feeder", site="north"), a)
     assert _site_of(world, first) == "north"
     founded = assign(world, first)
@@ -59,7 +60,7 @@ def test_a_sighting_is_matched_only_within_its_site(world: World) -> None:
 
 def test_matching_across_sites_is_opt_in(world: World) -> None:
     """With across_sites the other site's deer is a candidate and the sighting joins it."""
-    a = unit(4)
+    a = random_unit_vector(4)
     founded = assign(world, world.box(world.photo(camera="north feeder", site="north"), a))
     det = world.box(world.photo(camera="south scrape", site="south"), near(a, 0.97, 5))
     joined = assign_detection(world.factory, det, threshold=0.85, model_id=MODEL, across_sites=True)
@@ -70,7 +71,7 @@ def test_matching_across_sites_is_opt_in(world: World) -> None:
 def test_the_detections_site_follows_its_camera_and_photo(world: World) -> None:
     """Moving a camera, or giving a photo another camera, rewrites the copied site of its boxes."""
     image = world.photo(camera="ridge", site=None)
-    det = world.box(image, unit(6))
+    det = world.box(image, random_unit_vector(6))
     assert _site_of(world, det) == DEFAULT_SITE
     with world.factory() as s, s.begin():
         s.execute(sa.update(Camera).where(Camera.name == "ridge").values(site="east"))
@@ -105,11 +106,11 @@ def _runs_while_locked(world: World, held_site: str | None, work: Callable[[], o
 
 def test_workers_of_different_sites_do_not_wait_on_each_other(world: World) -> None:
     """A held (north, buck) lock blocks north and cross-site work, not south; a cross-site lock blocks all."""
-    north = world.box(world.photo(camera="north feeder", site="north"), unit(7))
-    south = world.box(world.photo(camera="south scrape", site="south"), unit(8))
-    north2 = world.box(world.photo(camera="north creek", site="north"), unit(9))
-    south2 = world.box(world.photo(camera="south field", site="south"), unit(10))
-    cross = world.box(world.photo(camera="east", site="east"), unit(11))
+    north = world.box(world.photo(camera="north feeder", site="north"), random_unit_vector(7))
+    south = world.box(world.photo(camera="south scrape", site="south"), random_unit_vector(8))
+    north2 = world.box(world.photo(camera="north creek", site="north"), random_unit_vector(9))
+    south2 = world.box(world.photo(camera="south field", site="south"), random_unit_vector(10))
+    cross = world.box(world.photo(camera="east", site="east"), random_unit_vector(11))
 
     assert _runs_while_locked(world, "north", lambda: assign(world, south))
     assert not _runs_while_locked(world, "north", lambda: assign(world, north))
@@ -123,32 +124,32 @@ def test_workers_of_different_sites_do_not_wait_on_each_other(world: World) -> N
 
 
 def test_ingest_site_option_sets_the_cameras_site_and_refuses_another_named_site(
-    settings: Settings, tmp_path: Path
+    settings: Settings, deerid: Deerid, tmp_path: Path
 ) -> None:
     """--site north puts the feeder cameras in north; the same photos with --site south are refused
     with one clear line naming the camera and its site, and nothing moves."""
     card, md = feeder_card(tmp_path, ["IMG_2257.JPG", "IMG_2260.JPG"])
-    report = ingest(settings, card, md, site="north", reidentify=False)
+    report = ingest(deerid, card, md, site="north", reidentify=False)
     assert report.photos == 2
-    from deerid.db.session import session_factory
 
-    factory = session_factory(settings)
+    factory = deerid.sessions
     with factory() as s:
         assert set(s.execute(sa.select(Camera.site)).scalars()) == {"north"}
         assert set(s.execute(sa.select(Detection.site)).scalars()) == {"north"}
     with pytest.raises(SiteError, match=r"belongs to site 'north', not 'south'.*--site 'north'"):
-        ingest(settings, card, md, site="south", reidentify=False)
+        ingest(deerid, card, md, site="south", reidentify=False)
     with factory() as s:
         assert set(s.execute(sa.select(Detection.site)).scalars()) == {"north"}
     with pytest.raises(SiteError, match="printable"):
-        ingest(settings, card, md, site="  ", reidentify=False)
+        ingest(deerid, card, md, site="  ", reidentify=False)
 
 
-def test_api_shows_and_moves_a_cameras_site(settings: Settings, tmp_path: Path) -> None:
+def test_api_shows_and_moves_a_cameras_site(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
     """GET lists the site; PATCH moves the camera and its boxes; a blank or control-character name is 422."""
     card, md = feeder_card(tmp_path, ["IMG_2257.JPG"])
     configured = settings.model_copy(update={"api_token": "t"})
-    ingest(configured, card, md, reidentify=False)
+    with Deerid(configured) as other:
+        ingest(other, card, md, reidentify=False)
     auth = {"Authorization": "Bearer t"}
     with TestClient(create_app(configured), base_url="http://localhost") as client:
         (camera,) = client.get("/api/cameras").json()
@@ -159,7 +160,6 @@ def test_api_shows_and_moves_a_cameras_site(settings: Settings, tmp_path: Path) 
         for bad in ("   ", "a\x01b"):
             answer = client.patch(f"/api/cameras/{camera['id']}", json={"site": bad}, headers=auth)
             assert answer.status_code == 422, (bad, answer.text)
-    from deerid.db.session import session_factory
 
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         assert set(s.execute(sa.select(Detection.site)).scalars()) == {"home farm"}

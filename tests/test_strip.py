@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FEEDER, FEEDER_JSON
 from deerid.ingest.strip import (
     StripReading,
     find_band,
@@ -25,6 +24,7 @@ from deerid.ingest.strip import (
     settle_names,
     tesseract_path,
 )
+from support.paths import FEEDER, FEEDER_JSON
 
 GROUND_TRUTH = {im["file"]: im for im in json.loads(FEEDER_JSON.read_text())["images"]}
 NOW = datetime(2026, 1, 1)  # the feeder photos are 2020-2024; a fixed "now" keeps the future check stable

@@ -29,14 +29,15 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from conftest import FEEDER, FEEDER_JSON, create_database
 from deerid.api.main import create_app
+from deerid.app import Deerid
 from deerid.cli import app
 from deerid.core.config import Settings, reset_settings_cache
-from deerid.db.session import session_factory
 from deerid.db.tables import Camera, Event, Image
 from deerid.ingest.photos import read_photo_meta
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.paths import FEEDER, FEEDER_JSON
 
 GROUND_TRUTH = {im["file"]: im for im in json.loads(FEEDER_JSON.read_text())["images"]}
 TOKEN = "strip-token"
@@ -53,32 +54,35 @@ def run_cli(settings: Settings, *args: str, **env: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def photos_by_name(settings: Settings) -> dict[str, tuple[Image, str | None]]:
-    with session_factory(settings)() as s:
+def photos_by_name(deerid: Deerid) -> dict[str, tuple[Image, str | None]]:
+    with deerid.sessions() as s:
         rows = s.execute(sa.select(Image, Camera.name).outerjoin(Camera, Camera.id == Image.camera_id)).all()
         s.expunge_all()
     return {Path(img.path).name: (img, cam) for img, cam in rows}
 
 
 @pytest.fixture(scope="module")
-def from_strip(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Any]]:
+def from_strip(
+    pg_root: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Deerid, dict[str, Any]]]:
     """All 47 feeder photos ingested once with `--camera-from-strip --no-reid --json` (OCR of every photo,
-    ~25 s): (settings, the JSON summary)."""
+    ~25 s): (its context, the JSON summary)."""
     data_dir = tmp_path_factory.mktemp("strip-data")
     settings = Settings(database_url=create_database(pg_root), data_dir=data_dir, device="cpu")
     code, out = run_cli(settings, "ingest", str(FEEDER), "--camera-from-strip", "--no-reid", "--json")
     assert code == 0, out
-    return settings, json.loads(out.strip().splitlines()[-1])
+    with Deerid(settings) as deerid:
+        yield deerid, json.loads(out.strip().splitlines()[-1])
 
 
 def test_camera_from_strip_tells_the_moultrie_cameras_apart(
-    from_strip: tuple[Settings, dict[str, Any]],
+    from_strip: tuple[Deerid, dict[str, Any]],
 ) -> None:
     """The cameras found are EDGE, Olpe, GG (all EXIF "MOULTRIE EDGE"), the Simmons camera and the Victure
     (EXIF name: its strip has none); at least 90 % of the Moultrie photos land on the camera their strip
     names in the ground truth."""
-    settings, summary = from_strip
-    photos = photos_by_name(settings)
+    deerid, summary = from_strip
+    photos = photos_by_name(deerid)
     cameras = Counter(cam for _, cam in photos.values())
     for name in ("EDGE", "Olpe", "GG", "VICTURE HC300"):
         assert cameras[name] >= 4, cameras
@@ -91,17 +95,17 @@ def test_camera_from_strip_tells_the_moultrie_cameras_apart(
     assert {c["name"] for c in summary["cameras"]} == set(cameras)
 
 
-def test_camera_from_strip_summary_and_stored_strip(from_strip: tuple[Settings, dict[str, Any]]) -> None:
+def test_camera_from_strip_summary_and_stored_strip(from_strip: tuple[Deerid, dict[str, Any]]) -> None:
     """Every strip is read and stored (time, camera, temperature, status); EXIF and strip agree within the
     tolerance on every photo (Moultrie to the minute, Victure within 1 s), so nothing is flagged; IMG_0988
     takes its strip time 2020-10-18 11:08:54 with source "strip"; the summary prints the strip line."""
-    settings, summary = from_strip
+    deerid, summary = from_strip
     assert summary["strips_read"] + summary["strips_unreadable"] == 47
     assert summary["strips_read"] >= 43
     assert summary["strip_disagreements"] == []
     assert summary["time_from_strip"] == 1 and summary["time_fallbacks"] == []
     assert summary["strip_seconds"] > 0
-    photos = photos_by_name(settings)
+    photos = photos_by_name(deerid)
     simmons, _ = photos["IMG_0988.JPG"]
     assert simmons.captured_at == datetime(2020, 10, 18, 11, 8, 54)
     assert simmons.captured_at_source == "strip" and simmons.strip_status == "read"
@@ -149,14 +153,17 @@ def card(tmp_path: Path) -> Path:
     return root.parent
 
 
-def test_strip_time_used_when_exif_has_none_and_fallback_said(settings: Settings, card: Path) -> None:
+def test_strip_time_used_when_exif_has_none_and_fallback_said(
+    settings: Settings, deerid: Deerid, card: Path
+) -> None:
     """Plain ingest (no --camera-from-strip), one photo sampled per camera and folder: the EXIF-less copy
     of IMG_7331 gets its strip time (2024-11-08 08:10, source "strip"); IMG_0988 gets 2020-10-18 11:08:54;
     the copy without EXIF and strip falls back to the file time and the summary says which and why;
     of the four GG photos with EXIF only one strip is read (the sample), so OCR stays off the hot path."""
     sampled = settings.model_copy(update={"strip_sample": 1})
-    report = ingest(sampled, card, reidentify=False)
-    photos = photos_by_name(settings)
+    with Deerid(sampled) as other:
+        report = ingest(other, card, reidentify=False)
+    photos = photos_by_name(deerid)
     noexif, _ = photos["NOEXIF_7331.JPG"]
     assert read_photo_meta(card / "DCIM" / "NOEXIF_7331.JPG").captured_at_source == "file_mtime"
     assert noexif.captured_at_source == "strip" and noexif.captured_at == datetime(2024, 11, 8, 8, 10)
@@ -165,7 +172,7 @@ def test_strip_time_used_when_exif_has_none_and_fallback_said(settings: Settings
     nostrip, _ = photos["NOSTRIP_7332.JPG"]
     assert nostrip.captured_at_source == "file_mtime" and nostrip.strip_status in ("no_strip", "no_time")
     assert nostrip.captured_at == datetime.fromtimestamp((card / "DCIM" / "NOSTRIP_7332.JPG").stat().st_mtime)
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         reason = s.execute(sa.select(Event.reason).where(Event.id == nostrip.event_id)).scalar_one()
     assert reason is not None and "file's modification time" in reason  # an event of its own, saying why
     assert [f["file"] for f in report.time_fallbacks] == ["DCIM/NOSTRIP_7332.JPG"]
@@ -178,7 +185,9 @@ def test_strip_time_used_when_exif_has_none_and_fallback_said(settings: Settings
     assert report.strips_read + report.strips_unreadable == 4  # 1 sampled + 3 without EXIF time
 
 
-def test_exif_strip_disagreement_flagged_in_summary_and_api(settings: Settings, tmp_path: Path) -> None:
+def test_exif_strip_disagreement_flagged_in_summary_and_api(
+    settings: Settings, deerid: Deerid, tmp_path: Path
+) -> None:
     """A copy of IMG_7335 whose EXIF time was moved +1 h is read (the sample), disagrees with its strip by
     3600 s, is listed in the summary (and the CLI's text summary), and carries `time_disagreement` in the
     API's event photos and deer sightings; the untouched IMG_7333 of the same camera agrees and is not."""
@@ -191,13 +200,14 @@ def test_exif_strip_disagreement_flagged_in_summary_and_api(settings: Settings, 
     md = tmp_path / "md.json"
     md.write_text(json.dumps(data))
     configured = settings.model_copy(update={"api_token": TOKEN})
-    report = ingest(configured, card, md)
+    with Deerid(configured) as other:
+        report = ingest(other, card, md)
     assert [d["file"] for d in report.strip_disagreements] == ["IMG_7335.JPG"]
     assert report.strip_disagreements[0]["offset_s"] == 3600.0
     code, out = run_cli(settings, "ingest", str(card), "--detections", str(md), "--no-reid")
     assert code == 0, out  # the photos are stored already; the strips are read and compared again
     assert "EXIF and strip disagree (1):" in out and "IMG_7335.JPG" in out and "+3600 s" in out
-    photos = photos_by_name(settings)
+    photos = photos_by_name(deerid)
     assert photos["IMG_7335.JPG"][0].strip_disagrees is True
     assert photos["IMG_7333.JPG"][0].strip_disagrees is False
     with TestClient(create_app(configured), base_url="http://localhost") as api:
@@ -223,7 +233,7 @@ def no_tesseract(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_missing_tesseract_warns_or_fails_clearly(
-    settings: Settings, tmp_path: Path, no_tesseract: None
+    settings: Settings, deerid: Deerid, tmp_path: Path, no_tesseract: None
 ) -> None:
     """Without `tesseract`: a plain ingest stores IMG_0988 with its file time and a warning that strips
     were not read; `--camera-from-strip` stops before storing anything, with one error line naming the
@@ -231,9 +241,9 @@ def test_missing_tesseract_warns_or_fails_clearly(
     card = tmp_path / "card"
     card.mkdir()
     shutil.copy2(FEEDER / "IMG_0988.JPG", card / "IMG_0988.JPG")
-    report = ingest(settings, card, reidentify=False)
+    report = ingest(deerid, card, reidentify=False)
     assert any("tesseract is not installed" in w for w in report.warnings)
-    (img, _), *_ = photos_by_name(settings).values()
+    (img, _), *_ = photos_by_name(deerid).values()
     assert img.captured_at_source == "file_mtime" and img.strip_status is None
     card2 = tmp_path / "card2"
     card2.mkdir()
@@ -252,4 +262,4 @@ def test_missing_tesseract_warns_or_fails_clearly(
         out
     )
     assert "Traceback" not in out
-    assert "IMG_7333.JPG" not in photos_by_name(settings)
+    assert "IMG_7333.JPG" not in photos_by_name(deerid)

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import NYALA, subprocess_env
 from deerid.core.config import Settings
+from support.env import subprocess_env
+from support.paths import NYALA
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 

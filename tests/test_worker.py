@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import FEEDER, FEEDER_JSON, create_database, subprocess_env
+from deerid.app import Deerid
 from deerid.core.config import Settings, reset_settings_cache
-from deerid.db.session import session_factory
 from deerid.db.tables import Deer, Detection, DetectionStatus
 from deerid.pipeline.ingest import ingest
+from support.db import create_database
+from support.env import subprocess_env
+from support.paths import FEEDER, FEEDER_JSON
 
 pytestmark = pytest.mark.redis
 DEERID = str(Path(sys.executable).parent / "deerid")
@@ -97,9 +99,9 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             proc.wait(10)
 
 
-def counts(settings: Settings) -> tuple[int, int]:
+def counts(deerid: Deerid) -> tuple[int, int]:
     """(pending deer boxes, assigned deer boxes)."""
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         pending = s.execute(
             sa.select(sa.func.count()).where(Detection.status == DetectionStatus.PENDING)
         ).scalar_one()
@@ -119,9 +121,9 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen[bytes], log: Path
         time.sleep(0.5)
 
 
-def partition(settings: Settings) -> set[frozenset[str]]:
+def partition(deerid: Deerid) -> set[frozenset[str]]:
     """Deer as sets of (photo, box index): comparable across databases."""
-    with session_factory(settings)() as s:
+    with deerid.sessions() as s:
         rows = s.execute(
             sa.text(
                 "SELECT d.deer_id, i.sha256 || ':' || d.source_index FROM detections d "
@@ -135,48 +137,54 @@ def partition(settings: Settings) -> set[frozenset[str]]:
 
 
 def test_worker_assigns_what_ingest_queued_like_an_in_process_run(
-    settings: Settings, pg_root: str, redis_url: str, tmp_path: Path
+    settings: Settings, deerid: Deerid, pg_root: str, redis_url: str, tmp_path: Path
 ) -> None:
-    queued_settings = settings.model_copy(update={"broker_url": redis_url})
-    report = ingest(queued_settings, FEEDER, FEEDER_JSON)
+    with Deerid(settings.model_copy(update={"broker_url": redis_url})) as queued:
+        report = ingest(queued, FEEDER, FEEDER_JSON)
     assert report.queued == 65 and report.reidentified == 0  # 76 deer boxes, 11 too small
-    assert counts(settings) == (65, 0)
+    assert counts(deerid) == (65, 0)
 
     log = tmp_path / "worker.log"
     worker = start_worker(settings, redis_url, log)
     try:
-        wait_for(lambda: counts(settings) == (0, 65), 300, worker, log)
+        wait_for(lambda: counts(deerid) == (0, 65), 300, worker, log)
     finally:
         stop(worker)
 
     in_process = settings.model_copy(update={"database_url": create_database(pg_root)})
-    ingest(in_process, FEEDER, FEEDER_JSON)
-    assert partition(settings) == partition(in_process)
+    with Deerid(in_process) as other:
+        ingest(other, FEEDER, FEEDER_JSON)
+        assert partition(deerid) == partition(other)
 
 
-def test_killed_worker_loses_nothing(settings: Settings, redis_url: str, tmp_path: Path) -> None:
-    ingest(settings.model_copy(update={"broker_url": redis_url}), FEEDER, FEEDER_JSON)
+def test_killed_worker_loses_nothing(
+    settings: Settings, deerid: Deerid, redis_url: str, tmp_path: Path
+) -> None:
+    with Deerid(settings.model_copy(update={"broker_url": redis_url})) as queued:
+        ingest(queued, FEEDER, FEEDER_JSON)
     log = tmp_path / "worker.log"
     worker = start_worker(settings, redis_url, log)
     try:
-        wait_for(lambda: counts(settings)[1] >= 3, 300, worker, log)
+        wait_for(lambda: counts(deerid)[1] >= 3, 300, worker, log)
     finally:
         stop(worker, signal.SIGKILL)
-    pending, _ = counts(settings)
+    pending, _ = counts(deerid)
     assert pending > 0, "the worker finished before it was killed: nothing was tested"
 
     # What the killed worker left is finished in-process (no broker).
     env = subprocess_env(settings)
     done = subprocess.run([DEERID, "reid", "--all", "--json"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert counts(settings) == (0, 65)
-    with session_factory(settings)() as s:
+    assert counts(deerid) == (0, 65)
+    with deerid.sessions() as s:
         total = s.execute(sa.select(sa.func.sum(Deer.sighting_count))).scalar_one()
     assert total == 65  # every box counted exactly once
 
 
-def test_eager_task_runs_in_process(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    ingest(settings, FEEDER, FEEDER_JSON, reidentify=False)
+def test_eager_task_runs_in_process(
+    settings: Settings, deerid: Deerid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(deerid, FEEDER, FEEDER_JSON, reidentify=False)
     for key, value in subprocess_env(settings).items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("DEERID_BROKER_URL", raising=False)
@@ -184,7 +192,7 @@ def test_eager_task_runs_in_process(settings: Settings, monkeypatch: pytest.Monk
     try:
         from deerid.tasks.reid import reidentify_batch_task, reidentify_deer_task
 
-        with session_factory(settings)() as s:
+        with deerid.sessions() as s:
             first = s.execute(
                 sa.select(sa.func.min(Detection.id)).where(Detection.status == DetectionStatus.PENDING)
             ).scalar_one()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from deerid.api.deps import is_local
+from deerid.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,7 +71,7 @@ def dashboard(request: Request) -> HTMLResponse:
 def static(name: str) -> FileResponse:
     path = _static_files().get(name)
     if path is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r} in the dashboard")
+        raise NotFound(f"no file {name!r} in the dashboard")
     return FileResponse(
         path,
         media_type=_TYPES[path.suffix],

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings, a database session per request, the change token."""
+"""FastAPI dependencies: the runtime context, its settings, a session per request, the change token."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from deerid.app import Deerid
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 
-TOKEN_FILE = "api_token"
 _LOCAL = {"127.0.0.1", "::1", "localhost", "testclient"}  # client addresses of this machine
 # The Host header must name this machine too: a page on a DNS name re-pointed at
 # 127.0.0.1 (DNS rebinding) comes from a local address but must not read freely.
@@ -23,16 +22,24 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip")
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+def get_context(request: Request) -> Deerid:
+    """The process's runtime context, made by `create_app` and closed by its lifespan."""
+    return request.app.state.deerid  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[Deerid, Depends(get_context)]
+
+
+def get_settings(context: ContextDep) -> Settings:
+    return context.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+def get_session(context: ContextDep) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns, rolled back on error."""
-    with session_factory(settings)() as session, session.begin():
+    with context.transaction() as session:
         yield session
 
 
@@ -49,7 +56,7 @@ def ensure_api_token(settings: Settings) -> tuple[str, bool]:
     """(the token, whether it was generated just now): only a new token is worth printing."""
     if settings.api_token:
         return settings.api_token, False
-    path = settings.data_dir / TOKEN_FILE
+    path = settings.paths.api_token
     try:
         return path.read_text().strip(), False
     except FileNotFoundError:
@@ -72,7 +79,7 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
+def require_token(request: Request) -> None:
     """Every change needs the token."""
     given = _bearer(request)
     if given is None or not hmac.compare_digest(given, request.app.state.token):
@@ -98,7 +105,7 @@ def is_local(request: Request) -> bool:
     header: such a deployment must run with `--behind-proxy` (DEERID_BEHIND_PROXY=1),
     where nothing counts as local. Without it, any proxy header still makes a
     request remote."""
-    settings: Settings = request.app.state.settings
+    settings = get_context(request).settings
     if settings.behind_proxy:
         return False
     if any(name in request.headers for name in PROXY_HEADERS):
@@ -107,10 +114,10 @@ def is_local(request: Request) -> bool:
     return client in _LOCAL and _host_name(request).lower() in _LOCAL_HOSTS
 
 
-def allow_read(request: Request, settings: SettingsDep) -> None:
+def allow_read(request: Request) -> None:
     """Reads are open from this machine; from elsewhere they need the token too."""
     if not is_local(request):
-        require_token(request, settings)
+        require_token(request)
 
 
 Writer = Depends(require_token)

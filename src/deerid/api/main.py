@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from deerid import __version__
 from deerid.api import dashboard
 from deerid.api.deps import api_token
+from deerid.api.errors import install_error_handlers
 from deerid.api.routes import (
     activity,
     cameras,
@@ -29,8 +30,8 @@ from deerid.api.routes import (
 )
 from deerid.api.routes import deployments as deployment_routes
 from deerid.api.routes import export as export_routes
+from deerid.app import Deerid
 from deerid.core.config import Settings, get_settings
-from deerid.db.session import get_engine
 from deerid.store.review import ReviewCache
 
 
@@ -45,21 +46,31 @@ def _finite(value: Any) -> Any:
     return value
 
 
-async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _finite(jsonable_encoder(exc.errors()))
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    get_engine(settings)  # start the embedded database and migrate before the first request
+def create_app(settings: Settings | None = None, context: Deerid | None = None) -> FastAPI:
+    """The API over `context` (the caller's, e.g. the CLI's, which the caller closes), or over a
+    context built here from `settings` and closed when the app shuts down."""
+    owned = context is None
+    if context is None:
+        context = Deerid(settings or get_settings())
+    settings = context.settings
+    # The process's runtime context: every request reaches it through `deps.get_context`.
+    context.engine  # noqa: B018 - start the embedded database and migrate before the first request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Uploads a stopped server left half-done are finished in the background (F22).
-        app.state.upload_resume = uploads.resume_interrupted(settings)
-        yield
+        app.state.upload_resume = uploads.resume_interrupted(context)
+        try:
+            yield
+        finally:
+            if owned:
+                context.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -68,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Individual deer in trail-camera photos: profiles, sightings, review.",
     )
     app.exception_handler(RequestValidationError)(validation_error)
-    app.state.settings = settings
+    install_error_handlers(app)
+    app.state.deerid = context
     app.state.token = api_token(settings)
     # Held for the life of the app: vectors never change, so each is read from the database once.
     app.state.review_cache = ReviewCache()

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from deerid.api.params import MAX_IDS, BodyId64, Latitude, Longitude, Text
+from deerid.api.params import INT_MAX, MAX_IDS, BodyId64, Latitude, Longitude, Text
+from deerid.db.tables import Assignment, ReviewChoice
+from deerid.domain.activity import Daylight
 from deerid.domain.classes import Sex
+from deerid.ingest.photos import CapturedAtSource
+from deerid.ingest.strip import StripStatus
 
 
 class DeerOut(BaseModel):
@@ -43,8 +48,8 @@ class DeerPatch(BaseModel):
 class StripFields(BaseModel):
     """What the photo's info strip says (docs/strip.md); all null when it was not read."""
 
-    captured_at_source: str | None = None  # exif_datetime_original, ..., strip, file_mtime
-    strip_status: str | None = None  # read, no_time, invalid_date, no_strip, no_tesseract, error
+    captured_at_source: CapturedAtSource | None = None
+    strip_status: StripStatus | None = None
     strip_time: datetime | None = None  # as printed (no clock offset)
     strip_camera: str | None = None
     strip_temperature_f: int | None = None
@@ -61,7 +66,7 @@ class SightingOut(StripFields):
     bbox: list[float]
     class_label: str | None
     similarity: float | None
-    assignment: str | None
+    assignment: Assignment | None
     confirmed: bool
     crop_url: str
     image_url: str
@@ -111,7 +116,7 @@ class MoveOut(BaseModel):
 
 class ReviewItemOut(BaseModel):
     detection_id: int
-    kind: str  # "match" (just above the threshold) or "near_miss" (new deer just below it)
+    kind: Literal["match", "near_miss"]  # match: just above the threshold; near_miss: a new deer just below
     similarity: float
     crop_url: str
     current_deer: DeerOut
@@ -172,7 +177,7 @@ class EventPage(BaseModel):
 class EventPhotoOut(StripFields):
     image_id: int
     captured_at: datetime | None
-    captured_at_source: str
+    captured_at_source: CapturedAtSource
     image_url: str
 
 
@@ -183,7 +188,7 @@ class TrackDetectionOut(BaseModel):
     bbox: list[float]
     class_label: str | None
     deer_id: uuid.UUID | None
-    assignment: str | None
+    assignment: Assignment | None
     crop_url: str
     image_url: str
 
@@ -257,7 +262,7 @@ class ReviewUndoOut(BaseModel):
 class ReviewHistoryItem(BaseModel):
     decision_id: int
     query_deer_id: uuid.UUID
-    choice: str
+    choice: ReviewChoice
     candidate_deer_id: uuid.UUID | None
     shown: list[uuid.UUID]
     created_at: datetime
@@ -286,7 +291,7 @@ class ActivityOut(BaseModel):
     visits: int
     undated: int  # visits with no trustworthy time: in no time bin
     by_hour: list[int]  # 24 counts
-    by_daylight: dict[str, int]  # night / dawn / day / dusk / unknown (a camera with no coordinates)
+    by_daylight: dict[Daylight, int]  # unknown: a camera with no coordinates
     by_moon: dict[str, int]  # eight named phases
     by_week: list[WeekCount]
     timezone: str
@@ -331,3 +336,48 @@ class YearOut(BaseModel):
     season: str  # e.g. "2023–24"; "undated" when the profile has no dated sighting
     deer: DeerOut
     linked_directly: bool  # to the deer asked about, not only through another year
+
+
+# --- deployments ---
+
+CameraId = Annotated[int, Field(ge=1, le=INT_MAX)]
+# Before 1900 or after 9999 a timestamp means a typo, and Python cannot add offsets to it.
+When = Annotated[datetime, Field(ge=datetime(1900, 1, 1), le=datetime(9999, 12, 30))]
+Uncertainty = Annotated[int, Field(ge=1, le=INT_MAX)]
+ShortText = Annotated[Text, Field(max_length=2000)]
+
+
+class DeploymentIn(BaseModel):
+    camera_id: CameraId
+    latitude: Latitude
+    longitude: Longitude
+    start_at: When  # the cameras' local time, as photos carry it (no timezone)
+    end_at: When | None = None  # null: still deployed
+    location: ShortText | None = None
+    coordinate_uncertainty_m: Uncertainty | None = None
+    notes: ShortText | None = None
+
+
+class DeploymentPatch(BaseModel):
+    camera_id: CameraId | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    start_at: When | None = None
+    end_at: When | None = None
+    location: ShortText | None = None
+    coordinate_uncertainty_m: Uncertainty | None = None
+    notes: ShortText | None = None
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    camera_id: int
+    camera: str
+    latitude: float
+    longitude: float
+    start_at: datetime
+    end_at: datetime | None
+    location: str | None
+    coordinate_uncertainty_m: int | None
+    notes: str | None
+    photos: int  # photos of the camera whose time (clock offset applied) falls in its dates

@@ -17,6 +17,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deerid.core.paths import DataPaths
+
 DEFAULT_BACKBONE = "efficientnet_lite1"  # best on nyala train and faster than lite2: docs/backbones.md
 
 
@@ -26,7 +28,7 @@ def _default_data_dir() -> Path:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="DEERID_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="DEERID_", env_file=".env", extra="ignore", populate_by_name=True, frozen=True
     )
 
     reid_threshold: float | None = Field(
@@ -189,16 +191,20 @@ class Settings(BaseSettings):
         return UTC
 
     @property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.data_dir)
+
+    @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.paths.models
 
     @property
     def crops_dir(self) -> Path:
-        return self.data_dir / "crops"
+        return self.paths.crops
 
     @property
     def pgdata_dir(self) -> Path:
-        return self.data_dir / "pgdata"
+        return self.paths.pgdata
 
 
 def env_names(name: str) -> list[str]:

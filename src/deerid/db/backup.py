@@ -21,7 +21,6 @@ database as it was. Files are written after the database, each by rename.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -37,6 +36,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from deerid.core.config import Settings
+from deerid.core.files import sha256_file
+from deerid.core.paths import DataPaths
 from deerid.errors import Unavailable
 
 FORMAT = 1
@@ -44,7 +45,7 @@ MANIFEST = "manifest.json"
 DUMP = "database.dump"
 FILES = "files"
 # Data-dir entries carried by a backup: models/ (a folder) and these files.
-DATA_FILES = ("calibration.json", "active_model.json", "api_token")
+DATA_FILES = tuple(path.name for path in DataPaths(Path()).backed_up)
 MODELS = "models"
 
 
@@ -192,14 +193,6 @@ def _known_revisions() -> set[str]:
 # --- files ------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data_files(settings: Settings) -> tuple[list[tuple[Path, str]], list[str]]:
     """(file, name in the backup) for every data-dir file carried, and what was skipped and why.
 
@@ -276,9 +269,9 @@ def backup(settings: Settings, out: Path) -> BackupResult:
             env,
             "pg_dump",
         )
-        checksums = {DUMP: _sha256(dump)}
+        checksums = {DUMP: sha256_file(dump)}
         for path, name in files:
-            checksums[f"{FILES}/{name}"] = _sha256(path)
+            checksums[f"{FILES}/{name}"] = sha256_file(path)
         manifest = {
             "format": FORMAT,
             "deerid_version": _version(),
@@ -353,7 +346,7 @@ def read_backup(path: Path, into: Path) -> dict[str, Any]:
         member = into / name
         if not _safe_member(name) or not member.is_file():
             raise BackupError(f"{bad}: {name} is missing")
-        if _sha256(member) != expected:
+        if sha256_file(member) != expected:
             raise BackupError(f"{bad}: {name} is damaged (checksum differs)")
     return manifest
 
@@ -392,8 +385,11 @@ END $$;
 
 
 def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreResult:
-    """Restore backup file `path` into the database and data dir of `settings`."""
-    from deerid.db.session import dispose_engines, upgrade_schema
+    """Restore backup file `path` into the database and data dir of `settings`.
+
+    Pooled connections of the caller knew the old tables: its runtime context must release
+    them afterwards (`Deerid.release_connections`)."""
+    from deerid.db.session import upgrade_schema
 
     path = path.expanduser().absolute()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -453,7 +449,6 @@ def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreRe
             env,
             "restoring the database",
         )
-        dispose_engines()  # pooled connections of this process knew the old tables
 
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         try:
@@ -479,7 +474,7 @@ def _put_files(settings: Settings, source: Path, names: list[str]) -> list[str]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staged = dest.with_name(f".{dest.name}.restoring")
         shutil.copyfile(src, staged)
-        if name == "api_token":
+        if name == DataPaths(Path()).api_token.name:
             os.chmod(staged, 0o600)
         os.replace(staged, dest)
         done.append(name)

@@ -6,13 +6,9 @@ under an advisory lock so two processes starting together do not race).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
 
 from deerid.core.config import Settings
 from deerid.db.embedded import start_embedded
@@ -20,9 +16,6 @@ from deerid.errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x6465657269640001  # "deerid" + 1: any constant unique to this app
-
-_engines: dict[str, sa.Engine] = {}
-_engines_lock = threading.Lock()
 
 
 class DatabaseError(Unavailable):
@@ -48,49 +41,28 @@ def describe_url(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def get_engine(settings: Settings) -> sa.Engine:
-    key = f"{settings.database_url or ''}|{settings.pgdata_dir}"
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            url = database_url(settings)
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-            try:
-                upgrade_schema(engine)
-            except sa.exc.OperationalError as exc:
-                engine.dispose()
-                raise DatabaseError(f"cannot reach the database at {describe_url(url)}: {exc.orig}") from exc
-            _engines[key] = engine
-        return engine
+def connect(settings: Settings) -> sa.Engine:
+    """A pooled engine on the settings' database, its schema brought up to date first.
+
+    The runtime context (`deerid.app.Deerid`) holds the one engine of a process."""
+    url = database_url(settings)
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    try:
+        upgrade_schema(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot reach the database at {describe_url(url)}: {exc.orig}") from exc
+    return engine
 
 
-_identities: dict[str, str] = {}
-
-
-def database_identity(settings: Settings) -> str:
+def read_database_id(engine: sa.Engine) -> str:
     """The database's own id (a UUID made by the first migration), as hex.
 
     Tasks carry it and each database has its own queue named from it, so two
     databases sharing one broker never run each other's tasks."""
-    key = f"{settings.database_url or ''}|{settings.pgdata_dir}"
-    identity = _identities.get(key)
-    if identity is None:
-        with get_engine(settings).connect() as conn:
-            value = conn.execute(sa.text("SELECT database_id FROM database_identity")).scalar_one()
-        identity = _identities[key] = value.hex
-    return identity
-
-
-def session_factory(settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(settings), expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
-    """One transaction: committed on success, rolled back on error."""
-    factory = session_factory(settings)
-    with factory() as session, session.begin():
-        yield session
+    with engine.connect() as conn:
+        value = conn.execute(sa.text("SELECT database_id FROM database_identity")).scalar_one()
+    return str(value.hex)
 
 
 def alembic_config(engine: sa.Engine):  # type: ignore[no-untyped-def]
@@ -129,11 +101,3 @@ def create_database(server_url: str, name: str, *, template: str | None = None) 
     finally:
         admin.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
-
-
-def dispose_engines() -> None:
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
-        _identities.clear()

@@ -7,18 +7,18 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 import deerid
 from deerid.core.config import Settings
-from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec
+from deerid.embed.backbones import BackboneSpec, available_backbones, get_backbone_spec, load_network
+from deerid.embed.cache import ModelCache
 from deerid.embed.head import EmbeddingHead, HeadConfig, load_or_create_head
 from deerid.embed.onnx_runtime import OnnxEmbedder, OnnxRuntimeError
 from deerid.embed.preprocess import BatchedEmbedder
-from deerid.embed.weights import ResolvedWeights, load_network, resolve_weights
+from deerid.embed.weights import ResolvedWeights, resolve_weights
 
 __all__ = ["Embedder", "available_backbones", "get_embedder", "make_model_id"]
 
@@ -93,12 +93,9 @@ class Embedder(BatchedEmbedder):
         return f"Embedder(model_id={self.model_id!r}, device={self.device.type!r})"
 
 
-_cache: dict[tuple[Any, ...], Embedder | OnnxEmbedder] = {}
-_cache_lock = threading.Lock()
-
-
-def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
-    """The process-wide Embedder for the settings' backbone, device, weights and runtime.
+def get_embedder(settings: Settings, cache: ModelCache | None = None) -> Embedder | OnnxEmbedder:
+    """The Embedder for the settings' backbone, device, weights and runtime (from `cache` when
+    it holds one; the runtime context passes its own).
 
     ONNX Runtime runs the same network and head as PyTorch, with the same model id
     (see `deerid.embed.onnx_runtime`), several times as fast on the CPU (docs/scale.md).
@@ -113,6 +110,7 @@ def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
     use_onnx = settings.runtime == "onnx" or (settings.runtime == "auto" and device == "cpu")
     input_size = settings.embed_input_size or spec.native_size
     key = (
+        "pretrained",
         spec.name,
         device,
         str(settings.weights) if settings.weights else None,
@@ -122,36 +120,30 @@ def get_embedder(settings: Settings) -> Embedder | OnnxEmbedder:
         str(settings.models_dir),
         settings.runtime,
     )
-    with _cache_lock:
-        embedder = _cache.get(key)
-        if embedder is None:
-            weights = resolve_weights(
-                spec.weights,
-                explicit=settings.weights,
-                expected_sha256=settings.weights_sha256,
-                allow_download=settings.allow_download,
-            )
-            embedder = Embedder(
-                spec,
-                weights,
-                models_dir=settings.models_dir,
-                device=device,
-                input_size=input_size,
-                batch_size=settings.embed_batch_size,
-            )
-            if use_onnx:
-                try:
-                    embedder = OnnxEmbedder(embedder, models_dir=settings.models_dir)
-                except OnnxRuntimeError as exc:
-                    if settings.runtime == "onnx":
-                        raise
-                    # Same vectors and model id either way, so PyTorch is a safe (slower) fallback.
-                    log.warning("embedding %s on PyTorch, not ONNX Runtime: %s", embedder.model_id, exc)
-            _cache[key] = embedder
+
+    def build() -> Embedder | OnnxEmbedder:
+        weights = resolve_weights(
+            spec.weights,
+            explicit=settings.weights,
+            expected_sha256=settings.weights_sha256,
+            allow_download=settings.allow_download,
+        )
+        embedder: Embedder | OnnxEmbedder = Embedder(
+            spec,
+            weights,
+            models_dir=settings.models_dir,
+            device=device,
+            input_size=input_size,
+            batch_size=settings.embed_batch_size,
+        )
+        if use_onnx:
+            try:
+                embedder = OnnxEmbedder(embedder, models_dir=settings.models_dir)
+            except OnnxRuntimeError as exc:
+                if settings.runtime == "onnx":
+                    raise
+                # Same vectors and model id either way, so PyTorch is a safe (slower) fallback.
+                log.warning("embedding %s on PyTorch, not ONNX Runtime: %s", embedder.model_id, exc)
         return embedder
 
-
-def clear_embedder_cache() -> None:
-    """Forget cached embedders (tests; changing settings at run time)."""
-    with _cache_lock:
-        _cache.clear()
+    return build() if cache is None else cache.get(key, build)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deerid.embed.model_file import (
+    MODEL_FILE,
+    ModelFile,
+    PretrainedModelFile,
+    load_model_file,
+    write_model_file,
+)
+
 EMBEDDING_DIM = 512
 _HEAD_FILE = "head.pt"
-_CONFIG_FILE = "model.json"
 
 
 @dataclass(frozen=True)
@@ -102,14 +110,14 @@ def load_or_create_head(
     model_dir: Path,
     config: HeadConfig,
     classifier_weight: torch.Tensor | None,
-    model_info: dict[str, Any],
+    model_info: Mapping[str, Any],
 ) -> EmbeddingHead:
     """Load the head saved in `model_dir`, or generate and save it there first.
 
     `model_info` (model id, backbone, weights hash, ...) is written beside the
     head so a person can tell what a models folder holds.
     """
-    if (model_dir / _CONFIG_FILE).is_file():
+    if (model_dir / MODEL_FILE).is_file():
         return _load(model_dir, config)
     projection = build_projection(config, classifier_weight)
     _save(model_dir, config, projection, model_info)
@@ -118,34 +126,42 @@ def load_or_create_head(
 
 
 def _load(model_dir: Path, config: HeadConfig) -> EmbeddingHead:
-    saved = json.loads((model_dir / _CONFIG_FILE).read_text())
-    if saved.get("head") != json.loads(config.recipe_json()):
+    try:
+        saved: ModelFile | None = load_model_file(model_dir)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        saved = None  # readable but not a head record: the recipe check below says so
+    if not isinstance(saved, PretrainedModelFile) or saved.head != json.loads(config.recipe_json()):
+        saved_head = saved.head if isinstance(saved, PretrainedModelFile) else None
         raise RuntimeError(
-            f"{model_dir} holds a head with recipe {saved.get('head')}, not {config.recipe_json()}; "
+            f"{model_dir} holds a head with recipe {saved_head}, not {config.recipe_json()}; "
             "the models folder is inconsistent — move it away rather than mixing vectors."
         )
     projection = torch.load(model_dir / _HEAD_FILE, map_location="cpu", weights_only=True)["projection"]
-    if tensor_sha256(projection) != saved.get("head_sha256"):
+    if tensor_sha256(projection) != saved.head_sha256:
         raise RuntimeError(
-            f"{model_dir / _HEAD_FILE} does not match the hash recorded in {_CONFIG_FILE}; "
+            f"{model_dir / _HEAD_FILE} does not match the hash recorded in {MODEL_FILE}; "
             "the file is damaged. Restore it from a backup: regenerating it could change every vector."
         )
     return EmbeddingHead(config, projection)
 
 
-def _save(model_dir: Path, config: HeadConfig, projection: torch.Tensor, info: dict[str, Any]) -> None:
+def _save(model_dir: Path, config: HeadConfig, projection: torch.Tensor, info: Mapping[str, Any]) -> None:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build the folder aside and rename it into place, so a reader never sees half a model.
     tmp = model_dir.parent / f".{model_dir.name}.{uuid.uuid4().hex}.tmp"
     tmp.mkdir()
     try:
         torch.save({"projection": projection}, tmp / _HEAD_FILE)
-        record = {**info, "head": asdict(config), "head_sha256": tensor_sha256(projection)}
-        (tmp / _CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        record = PretrainedModelFile.from_json(
+            {**info, "head": asdict(config), "head_sha256": tensor_sha256(projection)}
+        )
+        write_model_file(tmp, record)
         try:
             os.rename(tmp, model_dir)
         except OSError:
-            if not (model_dir / _CONFIG_FILE).is_file():
+            if not (model_dir / MODEL_FILE).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -50,7 +50,7 @@ class Trunk(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> Trunk:
+    def train(self, _mode: bool = True) -> Trunk:
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

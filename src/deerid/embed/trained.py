@@ -1,4 +1,4 @@
-"""Load a model written by `deerid.training.train` as an Embedder-compatible object.
+"""Load a model written by `deerid train` (or `deerid adapt`) as an Embedder-compatible object.
 
 The folder holds `model.json` (recipe, base weights hash, model id) and `tail.pt`
 (the trained last blocks, head conv, projection and centre). The frozen front of the
@@ -10,24 +10,22 @@ L2-normalise; optionally averaged with the mirrored image (`tta_flip`).
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deerid.embed.backbones import get_backbone_spec
+from deerid.embed.backbones import get_backbone_spec, load_network
+from deerid.embed.model_file import MODEL_FILE, WEIGHTS_FILE, TrainedModelFile, load_model_file, state_sha256
 from deerid.embed.preprocess import BatchedEmbedder
-from deerid.embed.weights import load_network, resolve_weights
+from deerid.embed.tail import Tail, Trunk, resolve_device, split_network
+from deerid.embed.weights import resolve_weights
+from deerid.errors import Unavailable
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "tail.pt"
 
-
-class TrainedModelError(RuntimeError):
+class TrainedModelError(Unavailable):
     """A trained model folder is missing, incomplete or damaged; the message says which."""
 
 
@@ -36,17 +34,23 @@ class TrainedEmbedder(BatchedEmbedder):
     `.input_size`, `.batch_size`, `.device`, `.embed(images) -> float32 (n, dim)` L2-normalised."""
 
     def __init__(
-        self, model_dir: Path, info: dict[str, Any], trunk, tail, device: torch.device, batch_size: int
+        self,
+        model_dir: Path,
+        model_file: TrainedModelFile,
+        trunk: Trunk,
+        tail: Tail,
+        device: torch.device,
+        batch_size: int,
     ) -> None:
         self.model_dir = model_dir
-        self.info = info
-        self.model_id: str = info["model_id"]
-        self.backbone: str = info["backbone"]
-        self.input_size: int = int(info["input_size"])
-        self.dim: int = int(info["dim"])
+        self.model_file = model_file
+        self.model_id: str = model_file.model_id
+        self.backbone: str = model_file.backbone
+        self.input_size: int = model_file.input_size
+        self.dim: int = model_file.dim
         self.batch_size = batch_size
         self.device = device
-        self.tta_flip = bool(info["config"].get("tta_flip", False))
+        self.tta_flip = model_file.tta_flip
         self._spec = get_backbone_spec(self.backbone)
         self._trunk = trunk.to(device).eval()
         self._tail = tail.to(device).eval()
@@ -65,7 +69,8 @@ class TrainedEmbedder(BatchedEmbedder):
         return f"TrainedEmbedder(model_id={self.model_id!r}, device={self.device.type!r})"
 
 
-def read_model_info(model_dir: Path) -> dict[str, Any]:
+def read_trained_model_file(model_dir: Path) -> TrainedModelFile:
+    """The model.json of a trained model folder; TrainedModelError saying what is wrong."""
     model_dir = Path(model_dir)
     path = model_dir / MODEL_FILE
     if not model_dir.is_dir():
@@ -75,36 +80,22 @@ def read_model_info(model_dir: Path) -> dict[str, Any]:
             f"{model_dir} has no {MODEL_FILE}: not a trained model folder (or training did not finish)"
         )
     try:
-        info = json.loads(path.read_text())
-        for k in (
-            "model_id",
-            "backbone",
-            "input_size",
-            "dim",
-            "split_block",
-            "base_weights_sha256",
-            "tail_sha256",
-            "config",
-        ):
-            info[k]
-    except (ValueError, KeyError, TypeError) as exc:
+        model_file = load_model_file(model_dir)
+    except ValueError as exc:
         raise TrainedModelError(f"{path} is damaged or not a trained model description: {exc}") from exc
-    if info.get("kind") != "trained":
+    if not isinstance(model_file, TrainedModelFile):
         raise TrainedModelError(f"{path} does not describe a trained model")
-    return info
+    return model_file
 
 
 def load_trained_embedder(model_dir: Path, device: str = "cpu", batch_size: int = 16) -> TrainedEmbedder:
-    """Load `model_dir` (written by `deerid.training.train`); every file checked by hash."""
-    from deerid.training.loop import resolve_device, state_sha256  # training imports embed, not vice versa
-    from deerid.training.model import split_network
-
+    """Load `model_dir` (written by `deerid train`); every file checked by hash."""
     model_dir = Path(model_dir)
-    info = read_model_info(model_dir)
-    spec = get_backbone_spec(info["backbone"])
-    weights = resolve_weights(spec.weights, expected_sha256=info["base_weights_sha256"])
+    model_file = read_trained_model_file(model_dir)
+    spec = get_backbone_spec(model_file.backbone)
+    weights = resolve_weights(spec.weights, expected_sha256=model_file.base_weights_sha256)
     network = load_network(spec, weights.path)
-    trainable = len(network._blocks) - int(info["split_block"])
+    trainable = len(network._blocks) - model_file.split_block
     trunk, tail = split_network(network, trainable)
     try:
         state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
@@ -112,10 +103,10 @@ def load_trained_embedder(model_dir: Path, device: str = "cpu", batch_size: int 
         raise TrainedModelError(f"{model_dir / WEIGHTS_FILE} is missing; retrain or restore it") from exc
     except Exception as exc:
         raise TrainedModelError(f"{model_dir / WEIGHTS_FILE} cannot be read: {exc}") from exc
-    if not isinstance(state, dict) or state_sha256(state) != info["tail_sha256"]:
+    if not isinstance(state, dict) or state_sha256(state) != model_file.tail_sha256:
         raise TrainedModelError(
             f"{model_dir / WEIGHTS_FILE} does not match the hash in {MODEL_FILE}: the file is damaged. "
             "Restore it or retrain; a different file would silently change every vector."
         )
     tail.load_state_dict(state, strict=True)
-    return TrainedEmbedder(model_dir, info, trunk, tail, resolve_device(device), batch_size)
+    return TrainedEmbedder(model_dir, model_file, trunk, tail, resolve_device(device), batch_size)

@@ -15,16 +15,11 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from deerid.core.files import sha256_file
 from deerid.errors import Unavailable
-
-if TYPE_CHECKING:
-    from deerid.embed.backbones import BackboneSpec
 
 _CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
@@ -111,23 +106,6 @@ def resolve_weights(
             f"(DEERID_ALLOW_DOWNLOAD=false). {_how_to_provide(source, hub_dir)}"
         )
     return _download(source, url or source.url, cached, expected, hub_dir)
-
-
-def load_network(spec: BackboneSpec, path: Path) -> nn.Module:
-    """Build `spec`'s network and load the weights file into it, every key and shape checked."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # Training checkpoints often wrap the weights; accept the common wrappers.
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
-    network = spec.build()
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit {spec.name}: {exc}") from exc
-    return network.eval()
 
 
 def _normalise_hash(value: str | None) -> str | None:

@@ -26,7 +26,7 @@ class ExportError(Invalid):
     """Something the person asking can fix: a folder that holds files, an unknown timezone."""
 
 
-def no_probability(model_id: str, similarity: float) -> float | None:
+def no_probability(_model_id: str, _similarity: float) -> float | None:
     return None
 
 

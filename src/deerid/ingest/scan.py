@@ -8,12 +8,22 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from deerid.errors import NotFound
+
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 
 _CHUNK = 1 << 20
 
 OnSkip = Callable[[str, str], None]
 """on_skip(file, reason): `file` is printable (relative to the root, undecodable bytes escaped)."""
+
+
+class PhotoFolderError(NotFound, NotADirectoryError):
+    """The folder to ingest is not one that can be read: nothing under it can be stored."""
+
+
+class PhotoFolderMissing(PhotoFolderError, FileNotFoundError):
+    pass
 
 
 class ScanSkip(OSError):
@@ -72,16 +82,16 @@ def iter_photos(
     error)`, or to `on_skip(relative path, reason)` in words, and the walk goes
     on; with neither the error is raised. Photo-named entries that are not
     regular files are only reported, never raised. `root` itself must be a
-    readable folder (`NotADirectoryError` / `FileNotFoundError` otherwise).
+    readable folder (`PhotoFolderError` otherwise).
     """
     base = Path(os.path.abspath(root))
     if not base.exists():
-        raise FileNotFoundError(f"photo folder does not exist: {base}")
+        raise PhotoFolderMissing(f"photo folder does not exist: {base}")
     if not base.is_dir():
-        raise NotADirectoryError(f"not a folder: {base}")
+        raise PhotoFolderError(f"not a folder: {base}")
     if not is_utf8_name(str(base)):
-        # Every photo's stored path would start with it; NotADirectoryError is what callers report.
-        raise NotADirectoryError(f"photo folder path is not valid UTF-8 (rename it): {display_path(base)}")
+        # Every photo's stored path would start with it.
+        raise PhotoFolderError(f"photo folder path is not valid UTF-8 (rename it): {display_path(base)}")
 
     report: Callable[[Path, OSError], None] | None = on_error
     if on_skip is not None:
@@ -105,6 +115,8 @@ def _walk(
         with os.scandir(folder) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
     except OSError as exc:
+        if is_root and isinstance(exc, PermissionError):
+            raise PhotoFolderError(f"permission denied: {folder}") from exc
         if on_error is None or is_root:
             raise
         on_error(folder, exc)

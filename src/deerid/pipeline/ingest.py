@@ -18,17 +18,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.core.files import sha256_file
-from deerid.db.session import session_factory
 from deerid.db.tables import Detection, DetectionStatus, Image
+from deerid.dispatch import REIDENTIFY_DEER
 from deerid.domain.classes import Kind, sex_for_class
 from deerid.domain.sites import check_site_name
 from deerid.ingest.crop import pixel_box
 from deerid.ingest.megadetector import MDBatch, MDDetection, MDImage, load_detections
 from deerid.ingest.paths import match_entries
 from deerid.ingest.photos import EXIF_SOURCES, PhotoMeta, PhotoReadError, read_photo_meta, with_strip_time
-from deerid.ingest.scan import iter_photos
+from deerid.ingest.scan import PhotoFolderMissing, iter_photos
 from deerid.ingest.strip import StripReading, TesseractMissing, read_strip, settle_names, tesseract_path
 from deerid.reid.service import Outcome
 from deerid.store import detections as det_store
@@ -88,8 +89,8 @@ class IngestReport:
         return asdict(self)
 
 
-def _noop_progress(label: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
+def _noop_progress(_label: str, _total: int) -> Callable[[int], None]:
+    return lambda _n: None
 
 
 def camera_name(
@@ -192,7 +193,7 @@ def _index_batch(batch: MDBatch | None, relpaths: list[str], report: IngestRepor
 
 
 def ingest(
-    settings: Settings,
+    app: Deerid,
     photos_dir: Path,
     detections: Path | None = None,
     *,
@@ -209,13 +210,14 @@ def ingest(
     needs the `tesseract` program: without it `TesseractMissing` is raised before anything is
     stored. Without the option, a missing `tesseract` only means no strip is read (a warning)."""
     started = time.perf_counter()
+    settings = app.settings
     if camera_from_strip and not camera and tesseract_path() is None:
         raise TesseractMissing()
     site = None if site is None else check_site_name(site)
     report = IngestReport()
     photos_dir = Path(photos_dir)
     if not photos_dir.is_dir():
-        raise NotADirectoryError(f"photo folder not found: {photos_dir}")
+        raise PhotoFolderMissing(f"photo folder not found: {photos_dir}")
     batch = load_detections(detections) if detections is not None else None
 
     photos = list(iter_photos(photos_dir, on_skip=report.skip))
@@ -226,7 +228,7 @@ def ingest(
         settings, photos, report, progress, camera_from_strip=camera_from_strip and not camera
     )
 
-    factory = session_factory(settings)
+    factory = app.sessions
     image_ids: list[int] = []
     time_problems: dict[int, str] = {}
     advance = progress("photos", len(photos))
@@ -311,7 +313,7 @@ def ingest(
         enc_store.assign_events(session, image_ids, settings.encounter_gap, time_problems)
     report.store_seconds = round(time.perf_counter() - started, 3)
     if reidentify:
-        _reidentify(settings, factory, image_ids, report, progress)
+        _reidentify(app, image_ids, report, progress)
     with factory() as session:
         found = enc_store.counts_for_images(session, image_ids)
     report.cameras, report.events, report.tracks = found.cameras, found.events, found.tracks
@@ -517,11 +519,9 @@ def _count_new(factory: Any, new_ids: list[int], report: IngestReport) -> None:
             report.not_deer += 1
 
 
-def _reidentify(
-    settings: Settings, factory: Any, image_ids: list[int], report: IngestReport, progress: Progress
-) -> None:
+def _reidentify(app: Deerid, image_ids: list[int], report: IngestReport, progress: Progress) -> None:
     # Every pending box of these photos, not only this run's: finishes an interrupted earlier run.
-    with factory() as session:
+    with app.sessions() as session:
         pending = list(
             session.execute(
                 sa.select(Detection.id)
@@ -537,17 +537,16 @@ def _reidentify(
         )
     if not pending:
         return
-    if settings.broker_url:
-        from deerid.tasks.celery_app import REIDENTIFY_DEER, enqueue
-
+    queue = app.queue
+    if queue is not None:
         for det_id in pending:
-            enqueue(settings, REIDENTIFY_DEER, det_id)
+            queue.send(REIDENTIFY_DEER, det_id)
         report.queued = len(pending)
         return
 
     from deerid.pipeline.reid import reidentify_ids
 
-    summary = reidentify_ids(settings, pending, progress=progress("re-identifying", len(pending)))
+    summary = reidentify_ids(app, pending, progress=progress("re-identifying", len(pending)))
     report.matched = summary.count(Outcome.MATCHED)
     report.new_deer = summary.count(Outcome.NEW_DEER)
     # Each track is decided once, by its first box; the rest follow it.

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from deerid.core.config import Settings
-from deerid.db.session import session_factory
+from deerid.app import Deerid
 from deerid.db.tables import Detection, Image, ReviewDecision, ReviewDecisionKind
 from deerid.domain.probability import SameAnimalProbability
 from deerid.errors import Invalid
@@ -43,17 +42,17 @@ class LabelledVectors:
     detection_ids: tuple[int, ...] = ()  # one per vector
 
 
-def _visits(settings: Settings, rows: list[ConfirmedSighting]) -> dict[int, str]:
+def _visits(app: Deerid, rows: list[ConfirmedSighting]) -> dict[int, str]:
     """detection id -> visit label."""
-    with session_factory(settings)() as session:
-        meta = dict(
-            (img_id, (cam, when))
+    with app.sessions() as session:
+        meta = {
+            img_id: (cam, when)
             for img_id, cam, when in session.execute(
                 sa.select(Image.id, Image.camera_id, Image.captured_at).where(
                     Image.id.in_({r.image_id for r in rows})
                 )
             ).all()
-        )
+        }
     by_deer_camera: dict[tuple[str, object], list[tuple[datetime | None, int]]] = defaultdict(list)
     for r in rows:
         cam, when = meta[r.image_id]
@@ -79,12 +78,12 @@ def _require(rows: list[ConfirmedSighting]) -> None:
         )
 
 
-def confirmed_vectors(settings: Settings, model_id: str) -> LabelledVectors:
+def confirmed_vectors(app: Deerid, model_id: str) -> LabelledVectors:
     """Stored vectors of confirmed sightings embedded by `model_id` (run `deerid reembed` after a switch)."""
-    with session_factory(settings)() as session:
+    with app.sessions() as session:
         rows = confirmed_sightings(session)
     _require(rows)
-    visits = _visits(settings, rows)
+    visits = _visits(app, rows)
     usable = [r for r in rows if r.embedding is not None and r.model_id == model_id]
     if not usable:
         raise NoLabelledDataError(
@@ -99,16 +98,14 @@ def confirmed_vectors(settings: Settings, model_id: str) -> LabelledVectors:
     )
 
 
-def export_confirmed_crops(
-    settings: Settings, out_dir: Path
-) -> tuple[list[tuple[Path, str, str]], list[str]]:
+def export_confirmed_crops(app: Deerid, out_dir: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
     """Write the crops of confirmed sightings as `out_dir/<deer>/<visit>_<detection>.jpg`.
 
     Returns (samples as (path, individual, sighting), problems)."""
-    with session_factory(settings)() as session:
+    with app.sessions() as session:
         rows = confirmed_sightings(session)
     _require(rows)
-    visits = _visits(settings, rows)
+    visits = _visits(app, rows)
     by_photo: dict[str, list[ConfirmedSighting]] = defaultdict(list)
     for r in rows:
         by_photo[r.image_path].append(r)
@@ -116,7 +113,7 @@ def export_confirmed_crops(
     problems: list[str] = []
     for path, items in by_photo.items():
         try:
-            crops = crop_boxes(Path(path), [r.bbox for r in items], settings.min_crop_size)
+            crops = crop_boxes(Path(path), [r.bbox for r in items], app.settings.min_crop_size)
         except (OSError, PhotoReadError, ValueError) as exc:
             problems.append(str(exc))
             continue
@@ -132,14 +129,14 @@ def export_confirmed_crops(
     return samples, problems
 
 
-def rejected_pairs(settings: Settings, model_id: str, data: LabelledVectors) -> np.ndarray:
+def rejected_pairs(app: Deerid, model_id: str, data: LabelledVectors) -> np.ndarray:
     """Scores of the pairs people said are different animals (review "reject" decisions).
 
     The score is the one the pipeline matches on: the rejected sighting's vector against
     the candidate deer's confirmed vectors (the sighting itself left out).
     (The review screen's answers are added by `fit_from_db` from `store.review.decided_pairs`.)
     """
-    with session_factory(settings)() as session:
+    with app.sessions() as session:
         rows = session.execute(
             sa.select(ReviewDecision.deer_id, Detection.id, Detection.embedding)
             .join(Detection, Detection.id == ReviewDecision.detection_id)
@@ -165,7 +162,7 @@ def rejected_pairs(settings: Settings, model_id: str, data: LabelledVectors) -> 
     return np.asarray(scores)
 
 
-def fit_from_db(settings: Settings, model_id: str) -> SameAnimalProbability:
+def fit_from_db(app: Deerid, model_id: str) -> SameAnimalProbability:
     """The same-animal probability from what people decided in the database.
 
     Same-animal pairs: each confirmed visit against its deer's other visits, and every
@@ -175,17 +172,17 @@ def fit_from_db(settings: Settings, model_id: str) -> SameAnimalProbability:
     """
     from deerid.store.review import decided_pairs
 
-    with session_factory(settings)() as session:
+    with app.sessions() as session:
         screen_scores, screen_same = decided_pairs(session, model_id)
     try:
-        data = confirmed_vectors(settings, model_id)
+        data = confirmed_vectors(app, model_id)
     except NoLabelledDataError:
         if len(screen_scores) == 0:
             raise
         data = None
     if data is not None:
         pairs = encounter_pairs(LabelledSet.build(data.vectors, data.individuals, data.sightings))
-        rejected = rejected_pairs(settings, model_id, data)
+        rejected = rejected_pairs(app, model_id, data)
         visit_scores = np.concatenate([pairs.scores, rejected])
         visit_same = np.concatenate([pairs.same, np.zeros(len(rejected), dtype=bool)])
     else:

@@ -8,20 +8,37 @@ by the active model are skipped, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from deerid.core.config import Settings
-from deerid.db.session import session_factory
+from deerid.app import Deerid
 from deerid.db.tables import Deer, Detection, DetectionStatus
-from deerid.registry.models import active_embedder
 from deerid.reid.service import embed_detections
 from deerid.store.deer import recompute_profile
 
 
-def stale_detections(settings: Settings, model_id: str) -> list[int]:
-    with session_factory(settings)() as session:
+@dataclass(frozen=True)
+class FailedBox:
+    detection_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReembedReport:
+    model_id: str
+    detections: int  # stored boxes whose vectors were not the active model's
+    reembedded: int
+    deer: int  # profiles recomputed
+    failed: list[FailedBox] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stale_detections(app: Deerid, model_id: str) -> list[int]:
+    with app.sessions() as session:
         return list(
             session.execute(
                 sa.select(Detection.id).where(
@@ -36,12 +53,13 @@ def stale_detections(settings: Settings, model_id: str) -> list[int]:
 
 
 def reembed(
-    settings: Settings, progress: Callable[[str, int], Callable[[int], None]] | None = None
-) -> dict[str, Any]:
-    embedder = active_embedder(settings)
-    ids = stale_detections(settings, embedder.model_id)
+    app: Deerid, progress: Callable[[str, int], Callable[[int], None]] | None = None
+) -> ReembedReport:
+    settings = app.settings
+    embedder = app.embedder()
+    ids = stale_detections(app, embedder.model_id)
     advance = progress("re-embedding", len(ids)) if progress else None
-    factory = session_factory(settings)
+    factory = app.sessions
     errors = embed_detections(
         factory,
         ids,
@@ -57,10 +75,10 @@ def reembed(
         deer_ids = list(session.execute(sa.select(Deer.id)).scalars())
         for deer_id in deer_ids:
             recompute_profile(session, deer_id)
-    return {
-        "model_id": embedder.model_id,
-        "detections": len(ids),
-        "reembedded": len(ids) - len(errors),
-        "failed": [{"detection_id": det_id, "reason": reason} for det_id, reason in sorted(errors.items())],
-        "deer": len(deer_ids),
-    }
+    return ReembedReport(
+        model_id=embedder.model_id,
+        detections=len(ids),
+        reembedded=len(ids) - len(errors),
+        deer=len(deer_ids),
+        failed=[FailedBox(det_id, reason) for det_id, reason in sorted(errors.items())],
+    )

@@ -1,4 +1,4 @@
-"""Re-identification wired to the settings: the database, the active embedder, the threshold.
+"""Re-identification wired to the runtime context: the database, the active embedder, the threshold.
 
 Both the CLI and the Celery tasks call these; neither knows the other.
 """
@@ -7,23 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from deerid.core.config import Settings
-from deerid.db.session import session_factory
-from deerid.registry.calibration import resolve_threshold
-from deerid.registry.models import active_embedder
+from deerid.app import Deerid
 from deerid.reid.service import ReidSummary, reidentify
 from deerid.store import detections as det_store
 
 
 def reidentify_ids(
-    settings: Settings, detection_ids: Iterable[int], progress: Callable[[int], None] | None = None
+    app: Deerid, detection_ids: Iterable[int], progress: Callable[[int], None] | None = None
 ) -> ReidSummary:
-    embedder = active_embedder(settings)
+    embedder = app.embedder()
+    settings = app.settings
     return reidentify(
-        session_factory(settings),
+        app.sessions,
         detection_ids,
         embedder,
-        threshold=resolve_threshold(settings, embedder.model_id).value,
+        threshold=app.threshold(embedder.model_id).value,
         min_size=settings.min_crop_size,
         batch_size=settings.embed_batch_size,
         progress=progress,
@@ -31,6 +29,6 @@ def reidentify_ids(
     )
 
 
-def unassigned(settings: Settings, *, include_failed: bool = False) -> list[int]:
-    with session_factory(settings)() as session:
+def unassigned(app: Deerid, *, include_failed: bool = False) -> list[int]:
+    with app.sessions() as session:
         return det_store.unassigned_ids(session, include_failed=include_failed)

@@ -21,9 +21,6 @@ from deerid.core.config import Settings
 from deerid.core.files import atomic_write
 from deerid.domain.probability import SameAnimalProbability
 
-FILE = "calibration.json"
-
-
 NO_CALIBRATION = (
     "no calibration for this model: every new track founds a provisional deer for review; "
     "run `deerid calibrate`"
@@ -38,7 +35,7 @@ class ThresholdChoice:
 
 
 def _path(settings: Settings) -> Path:
-    return settings.data_dir / FILE
+    return settings.paths.calibration
 
 
 def load_all(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -8,18 +8,23 @@ The active model is, in order: DEERID_MODEL, the choice saved by
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deerid.core.config import Settings
 from deerid.core.files import atomic_write
+from deerid.embed.cache import ModelCache
 from deerid.embed.embedder import available_backbones, get_embedder
+from deerid.embed.model_file import (
+    MODEL_FILE,
+    ModelFile,
+    PretrainedModelFile,
+    TrainedModelFile,
+    read_model_file,
+)
 from deerid.embed.protocol import EmbedderLike
 from deerid.errors import NotFound
-
-ACTIVE_FILE = "active_model.json"
 
 
 class UnknownModelError(NotFound):
@@ -29,7 +34,7 @@ class UnknownModelError(NotFound):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str  # what `deerid models use` takes: a backbone name or a trained model's folder name
-    kind: str  # "pretrained" or "trained"
+    kind: Literal["pretrained", "trained"]
     model_id: str | None  # None for a pretrained backbone not used yet (its id needs its weights)
     path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -43,32 +48,32 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_trained(info: dict[str, Any]) -> bool:
-    return info.get("kind") == "trained"
+def _model_files(settings: Settings) -> list[tuple[Path, ModelFile]]:
+    """Every readable model.json under the models dir, by folder name; damaged ones are skipped."""
+    if not settings.models_dir.is_dir():
+        return []
+    found = []
+    for model_json in sorted(settings.models_dir.glob(f"*/{MODEL_FILE}")):
+        model_file = read_model_file(model_json.parent)
+        if model_file is not None:
+            found.append((model_json.parent, model_file))
+    return found
 
 
 def trained_models(settings: Settings) -> list[ModelEntry]:
-    entries = []
-    if settings.models_dir.is_dir():
-        for model_json in sorted(settings.models_dir.glob("*/model.json")):
-            info = _read_json(model_json)
-            if info is not None and is_trained(info):
-                entries.append(
-                    ModelEntry(
-                        model_json.parent.name, "trained", info.get("model_id"), model_json.parent, info
-                    )
-                )
-    return entries
+    return [
+        ModelEntry(folder.name, "trained", model_file.model_id, folder, model_file.to_json())
+        for folder, model_file in _model_files(settings)
+        if isinstance(model_file, TrainedModelFile)
+    ]
 
 
 def _pretrained_ids(settings: Settings) -> dict[str, str]:
     """Model ids of pretrained backbones already used here (their heads are saved)."""
     ids: dict[str, str] = {}
-    if settings.models_dir.is_dir():
-        for model_json in settings.models_dir.glob("*/model.json"):
-            info = _read_json(model_json)
-            if info and not is_trained(info) and info.get("backbone") and info.get("model_id"):
-                ids.setdefault(str(info["backbone"]), str(info["model_id"]))
+    for _, model_file in _model_files(settings):
+        if isinstance(model_file, PretrainedModelFile):
+            ids.setdefault(model_file.backbone, model_file.model_id)
     return ids
 
 
@@ -91,7 +96,7 @@ def active_model_name(settings: Settings) -> tuple[str, str]:
     """(name, where the choice comes from)."""
     if settings.model:
         return settings.model, "DEERID_MODEL"
-    saved = _read_json(settings.data_dir / ACTIVE_FILE)
+    saved = _read_json(settings.paths.active_model)
     if saved and isinstance(saved.get("model"), str):
         return saved["model"], "deerid models use"
     return settings.backbone, "DEERID_BACKBONE" if "backbone" in settings.model_fields_set else "default"
@@ -99,32 +104,30 @@ def active_model_name(settings: Settings) -> tuple[str, str]:
 
 def use_model(settings: Settings, key: str) -> ModelEntry:
     entry = find_model(settings, key)
-    atomic_write(settings.data_dir / ACTIVE_FILE, json.dumps({"model": entry.name}))
+    atomic_write(settings.paths.active_model, json.dumps({"model": entry.name}))
     return entry
 
 
-_trained_cache: dict[tuple[str, str, int], EmbedderLike] = {}
-_trained_lock = threading.Lock()
-
-
-def embedder_for(settings: Settings, key: str) -> EmbedderLike:
-    """The embedder of model `key` (backbone name, trained model name or model id)."""
+def embedder_for(settings: Settings, key: str, cache: ModelCache | None = None) -> EmbedderLike:
+    """The embedder of model `key` (backbone name, trained model name or model id), from `cache`
+    when given (the runtime context's), else freshly loaded."""
     if key in available_backbones():
-        return get_embedder(settings.model_copy(update={"backbone": key}))
+        return get_embedder(settings.model_copy(update={"backbone": key}), cache)
     entry = find_model(settings, key)
     if entry.kind == "pretrained":
-        return get_embedder(settings.model_copy(update={"backbone": entry.name}))
+        return get_embedder(settings.model_copy(update={"backbone": entry.name}), cache)
     from deerid.embed.trained import load_trained_embedder
 
     assert entry.path is not None
-    cache_key = (str(entry.path), settings.resolved_device, settings.embed_batch_size)
-    with _trained_lock:
-        embedder = _trained_cache.get(cache_key)
-        if embedder is None:
-            embedder = load_trained_embedder(entry.path, settings.resolved_device, settings.embed_batch_size)
-            _trained_cache[cache_key] = embedder
-        return embedder
+    path = entry.path
+
+    def build() -> EmbedderLike:
+        return load_trained_embedder(path, settings.resolved_device, settings.embed_batch_size)
+
+    if cache is None:
+        return build()
+    return cache.get(("trained", str(path), settings.resolved_device, settings.embed_batch_size), build)
 
 
-def active_embedder(settings: Settings) -> EmbedderLike:
-    return embedder_for(settings, active_model_name(settings)[0])
+def active_embedder(settings: Settings, cache: ModelCache | None = None) -> EmbedderLike:
+    return embedder_for(settings, active_model_name(settings)[0], cache)

@@ -29,6 +29,7 @@ from deerid.domain.classes import Sex
 from deerid.domain.matching import decide
 from deerid.embed.protocol import EmbedderLike
 from deerid.embed.resize import squash
+from deerid.errors import NotFound
 from deerid.ingest.crop import iter_crops, prefetch
 from deerid.store import deer as deer_store
 from deerid.store import detections as det_store
@@ -99,45 +100,8 @@ def embed_detections(
         by_photo[item.image_id].append(item)
 
     errors: dict[int, str] = {}
-    pending_ids: list[int] = []
-    pending_crops: list[np.ndarray] = []
     ahead = 2 * batch_size if decode_ahead is None else decode_ahead
-    # Storing a batch (an HNSW insert per vector) costs about as much as decoding it; a writer
-    # thread commits batch k while batch k+1 is embedded. One batch in its hands at a time, so
-    # batches are still committed one by one, in order, each in its own transaction.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deerid-store") if ahead > 0 else None
-    stored: Future[int] | None = None
-
-    def store(ids: list[int], vectors: np.ndarray) -> int:
-        with factory() as session, session.begin():
-            for det_id, vec in zip(ids, vectors, strict=True):
-                det_store.set_embedding(session, det_id, vec, embedder.model_id)
-        return len(ids)
-
-    def wait_stored() -> None:
-        nonlocal stored
-        if stored is not None:
-            done, stored = stored, None
-            count = done.result()  # a failed commit raises here, in the caller's thread
-            if progress is not None:
-                progress(count)
-
-    def flush() -> None:
-        nonlocal stored
-        if not pending_ids:
-            return
-        vectors = embedder.embed(pending_crops)
-        ids = pending_ids.copy()
-        pending_ids.clear()
-        pending_crops.clear()
-        wait_stored()
-        if writer is None:
-            count = store(ids, vectors)
-            if progress is not None:
-                progress(count)
-        else:
-            stored = writer.submit(store, ids, vectors)
-
+    batches = _BatchStore(factory, embedder, progress, threaded=ahead > 0)
     cut = _squashed_crops(by_photo.values(), embedder.input_size, min_size)
     try:
         # Held at once: the batch being embedded, `ahead` squashed crops (input size, not box
@@ -147,21 +111,83 @@ def embed_detections(
                 if pixels is None:
                     errors[item.detection_id] = error or "no crop"
                     continue
-                pending_ids.append(item.detection_id)
-                pending_crops.append(pixels)
-                if len(pending_ids) >= batch_size:
-                    flush()
-        flush()
-        wait_stored()
+                batches.add(item.detection_id, pixels)
+                if batches.size >= batch_size:
+                    batches.flush()
+        batches.flush()
+        batches.wait()
     finally:
-        if writer is not None:
-            writer.shutdown(wait=True)  # an interrupted run still commits the batch it handed over
+        batches.close()  # an interrupted run still commits the batch it handed over
 
     if errors and mark_failed:
         with factory() as session, session.begin():
             for det_id, reason in errors.items():
                 det_store.mark_failed(session, det_id, reason)
     return errors
+
+
+class _BatchStore:
+    """Embeds the crops gathered so far as one batch and commits it in its own transaction.
+
+    Storing a batch (an HNSW insert per vector) costs about as much as decoding it; with
+    `threaded`, a writer thread commits batch k while batch k+1 is embedded. One batch is in
+    its hands at a time, so batches are still committed one by one, in order."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        embedder: EmbedderLike,
+        progress: Callable[[int], None] | None,
+        *,
+        threaded: bool,
+    ) -> None:
+        self._factory = factory
+        self._embedder = embedder
+        self._progress = progress
+        self._ids: list[int] = []
+        self._crops: list[np.ndarray] = []
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="deerid-store") if threaded else None
+        self._stored: Future[int] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self._ids)
+
+    def add(self, detection_id: int, pixels: np.ndarray) -> None:
+        self._ids.append(detection_id)
+        self._crops.append(pixels)
+
+    def _store(self, ids: list[int], vectors: np.ndarray) -> int:
+        with self._factory() as session, session.begin():
+            for det_id, vec in zip(ids, vectors, strict=True):
+                det_store.set_embedding(session, det_id, vec, self._embedder.model_id)
+        return len(ids)
+
+    def _done(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress(count)
+
+    def wait(self) -> None:
+        """Until the batch in the writer's hands is committed; a failed commit raises here."""
+        if self._stored is not None:
+            done, self._stored = self._stored, None
+            self._done(done.result())
+
+    def flush(self) -> None:
+        if not self._ids:
+            return
+        vectors = self._embedder.embed(self._crops)
+        ids = self._ids
+        self._ids, self._crops = [], []
+        self.wait()
+        if self._writer is None:
+            self._done(self._store(ids, vectors))
+        else:
+            self._stored = self._writer.submit(self._store, ids, vectors)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
 
 
 def _squashed_crops(
@@ -213,7 +239,7 @@ def assign_detection(
     with factory() as session, session.begin():
         det = session.get(Detection, detection_id)
         if det is None:
-            raise LookupError(f"no detection with id {detection_id}")
+            raise NotFound(f"no detection with id {detection_id}")
         if det.deer_id is not None:
             return ReidResult(detection_id, Outcome.ALREADY_ASSIGNED, det.deer_id, det.similarity)
         if det.sex is None:
@@ -341,7 +367,7 @@ def reidentify(
         ordered = [item.detection_id for item in det_store.work_items(session, ids)]
     missing = set(ids) - set(ordered)
     if missing:
-        raise LookupError(f"no detection with id {min(missing)}")
+        raise NotFound(f"no detection with id {min(missing)}")
     for det_id in ordered:
         if det_id in errors:
             summary.results.append(ReidResult(det_id, Outcome.FAILED, error=errors[det_id]))

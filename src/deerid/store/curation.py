@@ -21,20 +21,23 @@ from deerid.db.tables import (
     ReviewDecisionKind,
 )
 from deerid.domain.classes import Sex
-from deerid.errors import Invalid
-from deerid.store.deer import create_deer, recompute_profile
+from deerid.errors import Conflict, Invalid, NotFound
+from deerid.store.deer import create_deer, get_deer, recompute_profile
 from deerid.store.detections import now
+from deerid.store.links import move_links
 
 
 class CurationError(Invalid):
     """A change that would break a rule (e.g. two boxes of one photo in one deer)."""
 
 
-def get_deer(session: Session, deer_id: uuid.UUID) -> Deer:
-    deer = session.get(Deer, deer_id)
-    if deer is None:
-        raise LookupError(f"no deer {deer_id}")
-    return deer
+class UndoRefused(CurationError, Conflict):
+    """An undo that a later change stands in the way of (already undone, merged on, moved since).
+
+    Still a CurationError for callers that refuse any rule-breaking change alike; the request
+    itself was well-formed, only the state moved on, so it answers as a conflict."""
+
+    status = Conflict.status
 
 
 def update_deer(
@@ -103,7 +106,6 @@ def merge(session: Session, target_id: uuid.UUID, other_ids: Sequence[uuid.UUID]
         sa.update(Detection).where(Detection.id.in_(all_moving)).values(deer_id=target_id, sex=target.sex)
     )
     # Imported here: links.py raises this module's errors, so it imports curation at load time.
-    from deerid.store.links import move_links
 
     for o in folded:
         # One profile now: a star on either is a star on it, and other years stay linked to it.
@@ -122,14 +124,14 @@ def undo_merge(session: Session, merge_id: int) -> list[uuid.UUID]:
     (those still in the target); returns the recreated ids."""
     record = session.get(Merge, merge_id)
     if record is None:
-        raise LookupError(f"no merge {merge_id}")
+        raise NotFound(f"no merge {merge_id}")
     if record.undone_at is not None:
-        raise CurationError(f"merge {merge_id} was already undone")
+        raise UndoRefused(f"merge {merge_id} was already undone")
     restored = []
     for item in record.merged:
         deer_id = uuid.UUID(item["id"])
         if session.get(Deer, deer_id) is not None:
-            raise CurationError(f"deer {deer_id} exists again; cannot undo merge {merge_id}")
+            raise UndoRefused(f"deer {deer_id} exists again; cannot undo merge {merge_id}")
         session.add(
             Deer(
                 id=deer_id,
@@ -166,7 +168,7 @@ def move_detections(
     dets = session.execute(sa.select(Detection).where(Detection.id.in_(ids))).scalars().all()
     missing = set(ids) - {d.id for d in dets}
     if missing:
-        raise LookupError(f"no detection {min(missing)}")
+        raise NotFound(f"no detection {min(missing)}")
     if any(d.sex is None for d in dets):
         raise CurationError("only deer detections can belong to a deer")
     if to_deer is None:
@@ -211,7 +213,7 @@ def confirm(session: Session, detection_id: int, candidate: uuid.UUID) -> uuid.U
     """The sighting is `candidate`: confirm it there, moving it if it sits elsewhere."""
     det = session.get(Detection, detection_id)
     if det is None:
-        raise LookupError(f"no detection {detection_id}")
+        raise NotFound(f"no detection {detection_id}")
     get_deer(session, candidate)
     similarity = det.similarity
     if det.deer_id == candidate:
@@ -229,7 +231,7 @@ def reject(
     the pair is recorded and never suggested again."""
     det = session.get(Detection, detection_id)
     if det is None:
-        raise LookupError(f"no detection {detection_id}")
+        raise NotFound(f"no detection {detection_id}")
     get_deer(session, candidate)
     if move_to == candidate:
         raise CurationError("cannot reject a deer and move the sighting into it")

@@ -33,10 +33,18 @@ from sqlalchemy.orm import Session
 from deerid.db.tables import Assignment, Deer, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
 from deerid.domain.matching import Candidate
+from deerid.errors import NotFound
 
 NEIGHBOURS = 64  # sightings fetched per query: enough to cover several deer with many sightings each
 
 _NAME_PREFIX = {Sex.BUCK: "Buck", Sex.DOE: "Doe", Sex.FAWN: "Fawn", Sex.UNKNOWN: "Deer"}
+
+
+def get_deer(session: Session, deer_id: uuid.UUID) -> Deer:
+    deer = session.get(Deer, deer_id)
+    if deer is None:
+        raise NotFound(f"no deer {deer_id}")
+    return deer
 
 
 def lock_partition(session: Session, sex: Sex, site: str | None) -> None:
@@ -420,7 +428,7 @@ def add_sighting(session: Session, deer_id: uuid.UUID, detection_id: int) -> Non
         .where(Detection.id == detection_id, Detection.deer_id == deer_id)
     ).one_or_none()
     if det is None:
-        raise LookupError(f"detection {detection_id} is not assigned to deer {deer_id}")
+        raise NotFound(f"detection {detection_id} is not assigned to deer {deer_id}")
 
     embedding_sum = None if deer.embedding_sum is None else np.asarray(deer.embedding_sum, dtype=np.int64)
     embedding_count = deer.embedding_count
@@ -498,4 +506,4 @@ def find_deer(session: Session, key: str) -> Deer | None:
 
 def counts_by_sex(session: Session) -> dict[Sex, int]:
     rows = session.execute(sa.select(Deer.sex, sa.func.count()).group_by(Deer.sex)).all()
-    return {sex: n for sex, n in rows}
+    return {row[0]: row[1] for row in rows}

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from deerid.db.tables import Camera, Deployment, Image
-from deerid.errors import Conflict, Invalid
+from deerid.errors import Conflict, Invalid, NotFound
 from deerid.store.views import LOCAL_TIME
 
 
@@ -96,7 +96,7 @@ class DeploymentSpec:
 def _lock_camera(session: Session, camera_id: int) -> Camera:
     camera = session.execute(sa.select(Camera).where(Camera.id == camera_id).with_for_update()).scalar()
     if camera is None:
-        raise LookupError(f"no camera {camera_id}")
+        raise NotFound(f"no camera {camera_id}")
     return camera
 
 
@@ -142,7 +142,7 @@ def add_deployment(session: Session, spec: DeploymentSpec) -> Deployment:
 def update_deployment(session: Session, deployment_id: int, changes: Mapping[str, Any]) -> Deployment:
     dep = session.get(Deployment, deployment_id)
     if dep is None:
-        raise LookupError(f"no deployment {deployment_id}")
+        raise NotFound(f"no deployment {deployment_id}")
     current = {
         "camera_id": dep.camera_id,
         "latitude": dep.latitude,
@@ -172,7 +172,7 @@ def update_deployment(session: Session, deployment_id: int, changes: Mapping[str
 def delete_deployment(session: Session, deployment_id: int) -> None:
     dep = session.get(Deployment, deployment_id)
     if dep is None:
-        raise LookupError(f"no deployment {deployment_id}")
+        raise NotFound(f"no deployment {deployment_id}")
     session.delete(dep)
     session.flush()
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from deerid.db.tables import EMBEDDING_DIM, Detection, DetectionStatus, Image
 from deerid.domain.classes import Sex
+from deerid.errors import Invalid
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,12 @@ def check_embedding(vector: np.ndarray) -> np.ndarray:
     """Refuse vectors the index cannot hold, with the reason."""
     vec = np.asarray(vector, dtype=np.float32).reshape(-1)
     if vec.shape[0] != EMBEDDING_DIM:
-        raise ValueError(f"embedding has {vec.shape[0]} dimensions, expected {EMBEDDING_DIM}")
+        raise Invalid(f"embedding has {vec.shape[0]} dimensions, expected {EMBEDDING_DIM}")
     if not np.all(np.isfinite(vec)):
-        raise ValueError("embedding contains NaN or infinite values")
+        raise Invalid("embedding contains NaN or infinite values")
     norm = float(np.linalg.norm(vec))
     if abs(norm - 1.0) > 1e-3:
-        raise ValueError(f"embedding is not L2-normalised (norm {norm:.4f})")
+        raise Invalid(f"embedding is not L2-normalised (norm {norm:.4f})")
     return vec
 
 

@@ -16,7 +16,12 @@ from sqlalchemy.orm import Session
 
 from deerid.db.tables import Deer, DeerLink
 from deerid.domain.activity import season_start
-from deerid.store.curation import CurationError, get_deer
+from deerid.errors import Invalid
+from deerid.store.deer import get_deer
+
+
+class LinkError(Invalid):
+    """A link that cannot be (a deer to itself)."""
 
 
 def _pair(a: uuid.UUID, b: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
@@ -35,7 +40,7 @@ def link(session: Session, deer_id: uuid.UUID, other_id: uuid.UUID, note: str | 
     """Say two profiles are one animal in different years; linking a linked pair again changes
     only its note."""
     if deer_id == other_id:
-        raise CurationError("a deer cannot be linked to itself")
+        raise LinkError("a deer cannot be linked to itself")
     get_deer(session, deer_id)
     get_deer(session, other_id)
     a, b = _pair(deer_id, other_id)

@@ -114,10 +114,18 @@ class PhotoCheckError(Invalid):
 
     PREFIX = "photo not at its stored path"
 
-    def __init__(self, path: Path | str, reason: str, *, replaced: bool) -> None:
-        super().__init__(f"{self.PREFIX}: {path} {reason}; ingest the folder where the photo is now")
+    def __init__(self, path: Path | str, reason: str, *, replaced: bool, subject: str | None = None) -> None:
+        message = f"{self.PREFIX}: {path} {reason}; ingest the folder where the photo is now"
+        super().__init__(f"{subject}: {message}" if subject else message)
         self.path = Path(path)
+        self.reason = reason
         self.replaced = replaced  # another photo is there now (else: nothing readable is)
+        # Another photo in its place is a conflict the user resolves; a photo that is gone is gone.
+        self.status = 409 if replaced else 410
+
+    def about(self, subject: str) -> PhotoCheckError:
+        """The same error with the message naming what was asked for (`image 7: photo not at ...`)."""
+        return PhotoCheckError(self.path, self.reason, replaced=self.replaced, subject=subject)
 
 
 # A failed box whose error starts with one of these failed only because its photo could not be read
@@ -152,7 +160,7 @@ def verify_file(
     return st.st_mtime
 
 
-def verify_image(session: Session, image: Image) -> None:
+def verify_image(image: Image) -> None:
     """`verify_file` for a stored image, recording the outcome on its row: a photo found
     as stored clears `missing_since` (and refreshes the cheap guard); one that is gone or
     replaced gets `missing_since` and the `PhotoCheckError` is raised."""

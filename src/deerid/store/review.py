@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from deerid.db.tables import Deer, Detection, Merge, ReviewChoice, ReviewScreen
 from deerid.domain.classes import Sex
 from deerid.domain.review import DEFAULT_K, Probability, ReviewGraph, Screen, comparable_pairs, uncalibrated
-from deerid.errors import Conflict
+from deerid.errors import Conflict, NotFound
 from deerid.store import curation
 from deerid.store.detections import now
 
@@ -257,7 +257,7 @@ def _anchor(session: Session, deer_id: uuid.UUID) -> int:
         sa.select(sa.func.min(Detection.id)).where(Detection.deer_id == deer_id)
     ).scalar_one_or_none()
     if anchor is None:
-        raise LookupError(f"deer {deer_id} has no sightings")
+        raise NotFound(f"deer {deer_id} has no sightings")
     return int(anchor)
 
 
@@ -440,20 +440,20 @@ def _pair_score(gallery: Gallery, a: int, b: int) -> float:
 def undo(session: Session, screen_id: int) -> list[uuid.UUID]:
     """Take an answer back; a match is unmerged. Returns the deer the undo touched.
 
-    Refused (CurationError) when a later change conflicts: the merged deer was merged on
+    Refused (UndoRefused, a CurationError) when a later change conflicts: the merged deer was merged on
     into another, or sightings moved since, so the old state cannot be restored."""
     record = session.get(ReviewScreen, screen_id)
     if record is None:
-        raise LookupError(f"no review decision {screen_id}")
+        raise NotFound(f"no review decision {screen_id}")
     if record.undone_at is not None:
-        raise curation.CurationError(f"review decision {screen_id} was already undone")
+        raise curation.UndoRefused(f"review decision {screen_id} was already undone")
     touched = [record.query_deer_id]
     if record.choice is ReviewChoice.MATCH and record.merge_id is not None:
         merge = session.get(Merge, record.merge_id)
         if merge is None or merge.undone_at is not None:
-            raise curation.CurationError(f"the merge of review decision {screen_id} was already undone")
+            raise curation.UndoRefused(f"the merge of review decision {screen_id} was already undone")
         if session.get(Deer, merge.target_id) is None:
-            raise curation.CurationError(
+            raise curation.UndoRefused(
                 f"deer {merge.target_id} was merged into another deer since; undo that merge first"
             )
         later = session.execute(
@@ -462,7 +462,7 @@ def undo(session: Session, screen_id: int) -> list[uuid.UUID]:
             )
         ).first()
         if later is not None:
-            raise curation.CurationError(
+            raise curation.UndoRefused(
                 f"deer {merge.target_id} took part in a later merge ({later[0]}); undo that first"
             )
         moved = [
@@ -472,7 +472,7 @@ def undo(session: Session, screen_id: int) -> list[uuid.UUID]:
             if session.get(Detection, d) is None or session.get(Detection, d).deer_id != merge.target_id  # type: ignore[union-attr]
         ]
         if moved:
-            raise curation.CurationError(
+            raise curation.UndoRefused(
                 f"sighting {moved[0]} was moved since the merge; the merge cannot be undone as it was"
             )
         touched = [merge.target_id, *curation.undo_merge(session, merge.id)]

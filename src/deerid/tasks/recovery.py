@@ -33,9 +33,9 @@ import json
 import logging
 from dataclasses import dataclass
 
-from deerid.core.config import Settings
+from deerid.app import Deerid
+from deerid.dispatch import REIDENTIFY_BATCH, BrokerUnavailableError
 from deerid.pipeline.reid import unassigned
-from deerid.tasks.celery_app import REIDENTIFY_BATCH, BrokerUnavailableError, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,18 @@ def _is_deerid_task(raw: bytes | str) -> bool:
         return False
 
 
-def requeue_pending(settings: Settings, chunk: int = CHUNK) -> Requeued:
+def requeue_pending(app: Deerid, chunk: int = CHUNK) -> Requeued:
     """Send this database's pending deer boxes to its own queue, `chunk` ids per batch task."""
-    ids = unassigned(settings)
+    queue = app.queue
+    if queue is None:
+        raise ValueError("no broker configured: set DEERID_BROKER_URL to queue tasks")
+    ids = unassigned(app)
     tasks = 0
     for start in range(0, len(ids), chunk):
         try:
-            enqueue(settings, REIDENTIFY_BATCH, ids[start : start + chunk])
+            queue.send(REIDENTIFY_BATCH, ids[start : start + chunk])
         except BrokerUnavailableError as exc:
             # Celery itself waits for a broker that is not up yet; so does the worker, not failing here.
             return Requeued(pending=len(ids), tasks=tasks, legacy_waiting=None, error=str(exc))
         tasks += 1
-    return Requeued(pending=len(ids), tasks=tasks, legacy_waiting=legacy_waiting(settings.broker_url or ""))
+    return Requeued(pending=len(ids), tasks=tasks, legacy_waiting=legacy_waiting(queue.broker_url))

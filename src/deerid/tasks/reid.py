@@ -6,10 +6,9 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from deerid.core.config import get_settings
-from deerid.db.session import database_identity
+from deerid.dispatch import REIDENTIFY_BATCH, REIDENTIFY_DEER, queue_for
 from deerid.pipeline.reid import reidentify_ids, unassigned
-from deerid.tasks.celery_app import REIDENTIFY_BATCH, REIDENTIFY_DEER, app, queue_for
+from deerid.tasks.celery_app import app, worker_context
 
 _RETRY: dict[str, Any] = {
     # A database restart or a dropped connection is worth retrying; bad input is not.
@@ -21,7 +20,7 @@ _RETRY: dict[str, Any] = {
 
 def _forward(task: str, args: list[Any], database_id: str | None) -> dict[str, Any] | None:
     """A task of another database goes back to that database's queue, untouched; None = ours."""
-    if database_id is None or database_id == database_identity(get_settings()):
+    if database_id is None or database_id == worker_context().database_id:
         return None
     app.send_task(task, args=args, kwargs={"database_id": database_id}, queue=queue_for(database_id))
     return {"forwarded_to": queue_for(database_id)}
@@ -38,7 +37,7 @@ def reidentify_deer_task(detection_id: int, database_id: str | None = None) -> d
     forwarded = _forward(REIDENTIFY_DEER, [detection_id], database_id)
     if forwarded is not None:
         return forwarded
-    result = reidentify_ids(get_settings(), [detection_id]).results[0]
+    result = reidentify_ids(worker_context(), [detection_id]).results[0]
     return {
         "detection_id": result.detection_id,
         "outcome": result.outcome.value,
@@ -57,6 +56,6 @@ def reidentify_batch_task(
     forwarded = _forward(REIDENTIFY_BATCH, [detection_ids], database_id)
     if forwarded is not None:
         return forwarded
-    settings = get_settings()
-    ids = detection_ids if detection_ids is not None else unassigned(settings)
-    return reidentify_ids(settings, ids).as_dict()
+    context = worker_context()
+    ids = detection_ids if detection_ids is not None else unassigned(context)
+    return reidentify_ids(context, ids).as_dict()

@@ -28,29 +28,28 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from deerid.embed.backbones import get_backbone_spec
-from deerid.embed.weights import load_network, resolve_weights
+from deerid.embed.backbones import get_backbone_spec, load_network
+from deerid.embed.model_file import (
+    WEIGHTS_FILE,
+    AdaptedBlock,
+    TrainedModelFile,
+    parse_model_file,
+    read_model_file,
+    write_model_file,
+)
+from deerid.embed.tail import n_blocks, resolve_device, split_network
+from deerid.embed.weights import resolve_weights
 from deerid.training.cache import CLEAN
 from deerid.training.data import TrainingDataError, check_samples
-from deerid.training.loop import (
-    MODEL_FILE,
-    WEIGHTS_FILE,
-    TrainConfig,
-    TrainedModel,
-    cached_features,
-    embed_cached,
-    resolve_device,
-    train,
-)
-from deerid.training.model import n_blocks, split_network
-from deerid.training.progress import progress_line
+from deerid.training.loop import TrainConfig, TrainedModel, cached_features, embed_cached, train
+from deerid.training.progress import ProgressCallback, ProgressEvent, emit, progress_line
 
 Crop = tuple[Path, str]  # (image file, encounter): crops of one encounter show one animal
 
@@ -112,11 +111,6 @@ class PseudoLabels:
             "clusters_joining_encounters": self.joined,
             "largest_cluster_encounters": self.largest,
         }
-
-
-def _emit(progress: Callable[[dict], None] | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
 
 
 def check_gallery(encounters: Sequence[str], *, min_crops: int, min_multi_view: int) -> None:
@@ -199,25 +193,27 @@ def pseudo_labels(
     )
 
 
-def _read_info(out_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out_dir / MODEL_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def write_info(out_dir: Path, info: dict[str, Any]) -> None:
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out_dir / MODEL_FILE)
+    """Write a trained model's `info` (as in TrainedModel.info) back as its model.json;
+    ValueError if it is not a trained model's description."""
+    model_file = parse_model_file(info)
+    if not isinstance(model_file, TrainedModelFile):
+        raise ValueError(f"not a trained model's description: {out_dir}")
+    write_model_file(out_dir, model_file)
 
 
-def finished(out_dir: Path, key: str, field: str = "input_key") -> TrainedModel | None:
+def finished(
+    out_dir: Path, key: str, field: Literal["input_key", "source_key"] = "input_key"
+) -> TrainedModel | None:
     """The model a previous run with this key finished in `out_dir`, if any."""
-    info = _read_info(out_dir)
-    adapted = info.get("adapted")
-    if isinstance(adapted, dict) and adapted.get(field) == key and (out_dir / WEIGHTS_FILE).is_file():
-        return TrainedModel(info["model_id"], out_dir, info)
+    done = read_model_file(out_dir)
+    if (
+        isinstance(done, TrainedModelFile)
+        and done.adapted is not None
+        and getattr(done.adapted, field) == key
+        and (out_dir / WEIGHTS_FILE).is_file()
+    ):
+        return TrainedModel.from_file(out_dir, done)
     return None
 
 
@@ -226,7 +222,7 @@ def adapt(
     config: AdaptConfig,
     out_dir: Path,
     *,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
     resume: bool = True,
 ) -> TrainedModel:
     """Adapt the default backbone to unlabelled `crops`; write a trained model into `out_dir`.
@@ -245,7 +241,7 @@ def adapt(
         json.dumps({"config": config.key_json(), "data": data.combined_hash()}, sort_keys=True).encode()
     ).hexdigest()
     if resume and (done := finished(out_dir, key)) is not None:
-        _emit(progress, phase="done", reused=True, model_id=done.model_id)
+        emit(progress, phase="done", reused=True, model_id=done.model_id)
         return done
 
     tcfg = config.train
@@ -267,7 +263,7 @@ def adapt(
         split=split,
         cache_dir=cache_dir,
         device=device,
-        progress=lambda done, total: _emit(
+        progress=lambda done, total: emit(
             progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
         ),
     )
@@ -276,7 +272,7 @@ def adapt(
     del feats, trunk, tail, network  # train() loads the cache again; two copies would double the memory
     t1 = time.monotonic()
     pseudo = pseudo_labels(vectors, encounters, k=config.link_k, threshold=config.link_threshold)
-    _emit(progress, phase="pseudo", crops=len(encounters), seconds=time.monotonic() - t1, **pseudo.summary())
+    emit(progress, phase="pseudo", crops=len(encounters), seconds=time.monotonic() - t1, **pseudo.summary())
     if pseudo.n_clusters < 2:
         raise AdaptDataError(
             f"every crop fell into one pseudo-identity (link threshold {config.link_threshold}); "
@@ -288,29 +284,36 @@ def adapt(
         for (path, _, encounter), label in zip(data.samples, pseudo.labels.tolist(), strict=True)
     ]
 
-    def relay(event: dict) -> None:
+    def relay(event: ProgressEvent) -> None:
         # The second cache pass only reads back what was just built, and the final line is ours.
         if event.get("phase") not in ("cache", "done"):
-            _emit(progress, **event)
+            emit(progress, **event)
 
     model = train(samples, replace(tcfg, cache_dir=str(cache_dir)), out_dir, progress=relay, resume=resume)
-    info = dict(model.info)
-    info["adapted"] = {
-        "input_key": key,
-        "config": config.to_json(),
-        "crops": len(encounters),
-        "skipped_unreadable": len(data.skipped),
-        **pseudo.summary(),
-        "seconds": {"cache": cache_s, "total": time.monotonic() - t_start},
-    }
-    # Pseudo-labels cannot measure a threshold: train() held nothing out, and this says why.
-    info["calibration_note"] = (
-        "adapted without labels: no calibration, so no automatic merges until `deerid calibrate` is run"
+    summary = pseudo.summary()
+    adapted_file = replace(
+        model.model_file(),
+        adapted=AdaptedBlock(
+            input_key=key,
+            config=config.to_json(),
+            crops=len(encounters),
+            skipped_unreadable=len(data.skipped),
+            encounters=summary["encounters"],
+            clusters=summary["clusters"],
+            clusters_joining_encounters=summary["clusters_joining_encounters"],
+            largest_cluster_encounters=summary["largest_cluster_encounters"],
+            seconds={"cache": cache_s, "total": time.monotonic() - t_start},
+        ),
+        # Pseudo-labels cannot measure a threshold: train() held nothing out, and this says why.
+        calibration_note=(
+            "adapted without labels: no calibration, so no automatic merges until `deerid calibrate` is run"
+        ),
     )
-    write_info(out_dir, info)
+    write_model_file(out_dir, adapted_file)
+    info = adapted_file.to_json()
     if not tcfg.keep_cache and not tcfg.cache_dir:
         shutil.rmtree(cache_dir, ignore_errors=True)
-    _emit(
+    emit(
         progress,
         phase="done",
         reused=False,
@@ -321,7 +324,7 @@ def adapt(
     return TrainedModel(model.model_id, out_dir, info)
 
 
-def adapt_progress_line(event: dict[str, Any]) -> str:
+def adapt_progress_line(event: ProgressEvent) -> str:
     if event.get("phase") == "crops":
         return f"cutting crops {event['done']}/{event['total']}"
     if event.get("phase") == "pseudo":

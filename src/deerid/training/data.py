@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from deerid.errors import Invalid
+
 Sample = tuple[Path, str, str]  # (path, individual, sighting) as from load_identity_folder
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(Invalid):
     """The samples cannot train a model; the message says why and what to do."""
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from deerid.core.config import Settings
-from deerid.db.session import session_factory
+from deerid.core.files import atomic_path
 from deerid.db.tables import Detection, DetectionStatus, Image
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
@@ -36,30 +34,29 @@ class GalleryBox:
     encounter: str
 
 
-def gallery_boxes(settings: Settings) -> list[GalleryBox]:
+def gallery_boxes(session: Session) -> list[GalleryBox]:
     """Deer boxes with their encounter, in detection order."""
-    with session_factory(settings)() as session:
-        rows = session.execute(
-            sa.select(
-                Detection.id,
-                Detection.track_id,
-                Detection.deer_id,
-                Detection.confirmed_at,
-                Detection.bbox_x,
-                Detection.bbox_y,
-                Detection.bbox_w,
-                Detection.bbox_h,
-                Image.path,
-                Image.sha256,
-            )
-            .join(Image, Image.id == Detection.image_id)
-            .where(
-                Detection.sex.is_not(None),
-                Detection.status.in_([DetectionStatus.ASSIGNED, DetectionStatus.PENDING]),
-                Image.missing_since.is_(None),
-            )
-            .order_by(Detection.id)
-        ).all()
+    rows = session.execute(
+        sa.select(
+            Detection.id,
+            Detection.track_id,
+            Detection.deer_id,
+            Detection.confirmed_at,
+            Detection.bbox_x,
+            Detection.bbox_y,
+            Detection.bbox_w,
+            Detection.bbox_h,
+            Image.path,
+            Image.sha256,
+        )
+        .join(Image, Image.id == Detection.image_id)
+        .where(
+            Detection.sex.is_not(None),
+            Detection.status.in_([DetectionStatus.ASSIGNED, DetectionStatus.PENDING]),
+            Image.missing_since.is_(None),
+        )
+        .order_by(Detection.id)
+    ).all()
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -90,10 +87,10 @@ def source_key(boxes: list[GalleryBox], config_json: dict[str, Any]) -> str:
 
 
 def export_crops(
-    settings: Settings,
     boxes: list[GalleryBox],
     out_dir: Path,
     target_size: int,
+    min_crop_size: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[tuple[Path, str]], list[str]]:
     """Write each box's crop to `out_dir/<detection id>.jpg` (kept across a rerun).
@@ -111,7 +108,7 @@ def export_crops(
         results = []
         if todo:
             try:
-                results = crop_boxes(Path(path), [b.bbox for b in todo], settings.min_crop_size, target_size)
+                results = crop_boxes(Path(path), [b.bbox for b in todo], min_crop_size, target_size)
             except (OSError, PhotoReadError, ValueError) as exc:
                 problems.append(str(exc))
                 todo = []
@@ -119,10 +116,8 @@ def export_crops(
             if crop.image is None:
                 problems.append(f"detection {b.detection_id}: crop under MIN_CROP_SIZE")
                 continue
-            target = out_dir / f"{b.detection_id}.jpg"
-            tmp = out_dir / f".{b.detection_id}.{uuid.uuid4().hex}.tmp"
-            crop.image.save(tmp, format="JPEG", quality=95)
-            os.replace(tmp, target)
+            with atomic_path(out_dir / f"{b.detection_id}.jpg") as tmp:
+                crop.image.save(tmp, format="JPEG", quality=95)
         for b in items:
             target = out_dir / f"{b.detection_id}.jpg"
             if target.is_file():

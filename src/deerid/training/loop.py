@@ -5,6 +5,10 @@ their output for the clean view, its mirror and a few augmented views of each im
 train the last `trainable_blocks` blocks, the head conv and the projection (initialised
 to the shipped orthogonal head) with ArcFace; pick the epoch by retrieval on a held-out
 split of *individuals*; centre the output on the training mean.
+
+`train()` checks the data, returns a finished model of the same recipe and data as is,
+loads the network and hands the run to a `Trainer` (cache, epochs, checkpoints, the
+model folder).
 """
 
 from __future__ import annotations
@@ -25,20 +29,27 @@ import torch
 import torch.nn.functional as F
 
 import deerid
-from deerid.embed.backbones import BackboneSpec, get_backbone_spec
-from deerid.embed.weights import load_network, resolve_weights
+from deerid.embed.backbones import BackboneSpec, get_backbone_spec, load_network
+from deerid.embed.model_file import (
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    TrainedModelFile,
+    parse_model_file,
+    read_model_file,
+    state_sha256,
+    write_model_file,
+)
+from deerid.embed.tail import Tail, n_blocks, resolve_device, split_network
+from deerid.embed.weights import resolve_weights
 from deerid.evaluation.retrieval import retrieval_metrics
 from deerid.training.augment import AugmentConfig
 from deerid.training.cache import CLEAN, MIRROR, build_cache, cache_key
 from deerid.training.calibration import calibrate_held_out
-from deerid.training.data import Sample, check_samples, split_individuals
+from deerid.training.data import CheckedData, Sample, check_samples, split_individuals
 from deerid.training.losses import SubCenterArcFace, batch_hard_triplet
-from deerid.training.model import Tail, n_blocks, split_network
+from deerid.training.progress import ProgressCallback, emit
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "tail.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -92,23 +103,22 @@ class TrainConfig:
 class TrainedModel:
     model_id: str
     model_dir: Path
-    info: dict[str, Any]
+    info: dict[str, Any]  # model.json as written (the CLI prints it and may add to it)
+
+    @classmethod
+    def from_file(cls, model_dir: Path, model_file: TrainedModelFile) -> TrainedModel:
+        return cls(model_file.model_id, model_dir, model_file.to_json())
+
+    def model_file(self) -> TrainedModelFile:
+        parsed = parse_model_file(self.info)
+        if not isinstance(parsed, TrainedModelFile):
+            raise ValueError(f"{self.model_dir} does not describe a trained model")
+        return parsed
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("DEVICE=cuda but no CUDA device is available to torch")
-    return torch.device(device)
-
-
-def state_sha256(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def run_key_of(config: TrainConfig, data_hash: str) -> str:
+    """What a finished model and a checkpoint are matched on: the recipe and the data."""
+    return hashlib.sha256(f"{config.recipe_hash()}:{data_hash}".encode()).hexdigest()
 
 
 def make_trained_model_id(
@@ -119,11 +129,6 @@ def make_trained_model_id(
         sort_keys=True,
     )
     return f"{backbone}-{input_size}-ft-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def _emit(progress: Callable[[dict], None] | None, **event: Any) -> None:
-    if progress is not None:
-        progress(event)
 
 
 @torch.no_grad()
@@ -171,7 +176,7 @@ def train(
     config: TrainConfig,
     out_dir: Path,
     *,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
     resume: bool = True,
 ) -> TrainedModel:
     """Train on (path, individual, sighting) samples; write the model into `out_dir`.
@@ -184,17 +189,14 @@ def train(
     t_start = time.monotonic()
     out_dir = Path(out_dir)
     data = check_samples(samples)
-    data_hash = data.combined_hash()
-    run_key = hashlib.sha256(f"{config.recipe_hash()}:{data_hash}".encode()).hexdigest()
+    run_key = run_key_of(config, data.combined_hash())
 
-    if resume and (out_dir / MODEL_FILE).is_file():
-        try:
-            info = json.loads((out_dir / MODEL_FILE).read_text())
-        except ValueError:  # a damaged description: train again
-            info = {}
-        if info.get("run_key") == run_key and (out_dir / WEIGHTS_FILE).is_file():
-            _emit(progress, phase="done", reused=True, model_id=info["model_id"])
-            return TrainedModel(info["model_id"], out_dir, info)
+    if resume and (out_dir / WEIGHTS_FILE).is_file():
+        # A damaged description reads as None: train again.
+        done = read_model_file(out_dir)
+        if isinstance(done, TrainedModelFile) and done.run_key == run_key:
+            emit(progress, phase="done", reused=True, model_id=done.model_id)
+            return TrainedModel.from_file(out_dir, done)
 
     device = resolve_device(config.device)
     spec = get_backbone_spec(config.backbone)
@@ -205,262 +207,390 @@ def train(
     trunk.to(device)
     tail.to(device)
 
+    # Seeded before anything draws from the global generator (the cache, the epochs).
     torch.manual_seed(config.seed)
     prev_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(
+        trainer = Trainer.prepare(
             data,
-            data_hash,
-            run_key,
             config,
             out_dir,
-            trunk,
-            tail,
-            spec,
-            weights.sha256,
-            total_blocks,
-            device,
-            progress,
-            resume,
-            t_start,
+            trunk=trunk,
+            tail=tail,
+            spec=spec,
+            split=total_blocks - config.trainable_blocks,
+            base_sha=weights.sha256,
+            device=device,
+            progress=progress,
+            started=t_start,
         )
+        if resume:
+            trainer.load_checkpoint()
+        return trainer.fit()
     finally:
         torch.use_deterministic_algorithms(prev_det)
 
 
-def _train(
-    data,
-    data_hash,
-    run_key,
-    config,
-    out_dir,
-    trunk,
-    tail,
-    spec,
-    base_sha,
-    total_blocks,
-    device,
-    progress,
-    resume,
-    t_start,
-) -> TrainedModel:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else out_dir / "cache"
-    t0 = time.monotonic()
-    feats = cached_features(
-        [s[0] for s in data.samples],
-        data.sha256,
-        trunk,
-        spec,
-        config,
-        split=total_blocks - config.trainable_blocks,
-        cache_dir=cache_dir,
-        device=device,
-        progress=lambda done, total: _emit(
-            progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
-        ),
+@dataclass(frozen=True)
+class TrainingSet:
+    """The cached trunk features of every image, and which rows train and which choose the epoch."""
+
+    feats: torch.Tensor  # (images, views, C, h, w); views as in training.cache
+    individuals: list[str]
+    sightings: list[str]
+    train_ids: list[str]
+    val_ids: list[str]
+    train_idx: np.ndarray  # rows of the training individuals
+    val_idx: np.ndarray  # rows of the validation individuals
+    labels: torch.Tensor  # class (index into train_ids) of each train_idx row
+
+    @classmethod
+    def split(cls, data: CheckedData, feats: torch.Tensor, config: TrainConfig) -> TrainingSet:
+        individuals = [s[1] for s in data.samples]
+        train_ids, val_ids = split_individuals(sorted(set(individuals)), config.val_fraction, config.seed)
+        label_of = {ind: i for i, ind in enumerate(train_ids)}
+        train_idx = np.array([i for i, ind in enumerate(individuals) if ind in label_of])
+        return cls(
+            feats=feats,
+            individuals=individuals,
+            sightings=[s[2] for s in data.samples],
+            train_ids=train_ids,
+            val_ids=val_ids,
+            train_idx=train_idx,
+            val_idx=np.array([i for i, ind in enumerate(individuals) if ind not in label_of]),
+            labels=torch.tensor([label_of[individuals[i]] for i in train_idx]),
+        )
+
+    def val_labels(self) -> tuple[list[str], list[str]]:
+        """(individual, sighting) of each validation row."""
+        return [self.individuals[i] for i in self.val_idx], [self.sightings[i] for i in self.val_idx]
+
+
+@dataclass
+class BestEpoch:
+    score: float | None  # None: no validation split, so no epoch can be preferred
+    epoch: int  # 0 = untrained
+    state: dict[str, torch.Tensor]  # the tail's weights after that epoch
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {"score": self.score, "epoch": self.epoch, "state": self.state}
+
+    @classmethod
+    def from_checkpoint(cls, d: dict[str, Any]) -> BestEpoch:
+        return cls(d["score"], d["epoch"], d["state"])
+
+
+@dataclass(eq=False)
+class Trainer:
+    """One training run over cached trunk features, shaped like wildlife-tools' BasicTrainer:
+    built with its collaborators, then `load_checkpoint()` (to resume), `fit()` = `run_epoch()`
+    per epoch with `save_checkpoint()` after each, and `finish()` to write the model folder.
+
+    Progress goes to `progress` as events (see training.progress).
+    """
+
+    config: TrainConfig
+    out_dir: Path
+    tail: Tail
+    dataset: TrainingSet
+    data: CheckedData
+    backbone: str
+    base_sha: str  # sha256 of the base weights the trunk and the tail's start came from
+    device: torch.device
+    cache_dir: Path
+    progress: ProgressCallback | None = None
+    cache_seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    criterion: SubCenterArcFace = field(init=False)
+    opt: torch.optim.AdamW = field(init=False)
+    sched: torch.optim.lr_scheduler.LambdaLR = field(init=False)
+    run_key: str = field(init=False)
+    epoch: int = field(init=False, default=0)  # epochs done
+    history: list[dict[str, Any]] = field(init=False, default_factory=list)
+    epoch_times: list[float] = field(init=False, default_factory=list)
+    untrained_score: float | None = field(init=False, default=None)
+    best: BestEpoch = field(init=False)
+    # Top-1 and mAP of the last validate(), reported in each epoch's row.
+    last_val: dict[str, float | None] = field(
+        init=False, default_factory=lambda: {"val_top1": None, "val_mAP": None}
     )
-    cache_s = time.monotonic() - t0
 
-    individuals = [s[1] for s in data.samples]
-    sightings = [s[2] for s in data.samples]
-    train_ids, val_ids = split_individuals(sorted(set(individuals)), config.val_fraction, config.seed)
-    label_of = {ind: i for i, ind in enumerate(train_ids)}
-    train_idx = np.array([i for i, ind in enumerate(individuals) if ind in label_of])
-    val_idx = np.array([i for i, ind in enumerate(individuals) if ind not in label_of])
-    labels = torch.tensor([label_of[individuals[i]] for i in train_idx])
-    n_classes = len(train_ids) * (2 if config.flip == "new_class" else 1)
+    @classmethod
+    def prepare(
+        cls,
+        data: CheckedData,
+        config: TrainConfig,
+        out_dir: Path,
+        *,
+        trunk: torch.nn.Module,
+        tail: Tail,
+        spec: BackboneSpec,
+        split: int,
+        base_sha: str,
+        device: torch.device,
+        progress: ProgressCallback | None = None,
+        started: float | None = None,
+    ) -> Trainer:
+        """Cache the trunk's features of every view of `data` (or read them back) and build the trainer."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir = Path(config.cache_dir) if config.cache_dir else out_dir / "cache"
+        t0 = time.monotonic()
+        feats = cached_features(
+            [s[0] for s in data.samples],
+            data.sha256,
+            trunk,
+            spec,
+            config,
+            split=split,
+            cache_dir=cache_dir,
+            device=device,
+            progress=lambda done, total: emit(
+                progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
+            ),
+        )
+        return cls(
+            config=config,
+            out_dir=out_dir,
+            tail=tail,
+            dataset=TrainingSet.split(data, feats, config),
+            data=data,
+            backbone=spec.name,
+            base_sha=base_sha,
+            device=device,
+            cache_dir=cache_dir,
+            progress=progress,
+            cache_seconds=time.monotonic() - t0,
+            started=time.monotonic() if started is None else started,
+        )
 
-    gen = torch.Generator().manual_seed(config.seed)
-    criterion = SubCenterArcFace(
-        tail.projection.shape[1],
-        n_classes,
-        k=config.subcenters,
-        scale=config.arcface_scale,
-        margin=config.arcface_margin,
-        label_smoothing=config.label_smoothing,
-        generator=gen,
-    ).to(device)
-    if config.loss == "arcface":
-        v0 = embed_cached(tail, feats[train_idx, CLEAN], device)
-        init_v, init_l = v0, labels
-        if config.flip == "new_class":
-            vm = embed_cached(tail, feats[train_idx, MIRROR], device)
-            init_v, init_l = torch.cat([v0, vm]), torch.cat([labels, labels + len(train_ids)])
-        criterion.init_from(init_v.to(device), init_l.to(device))
+    def __post_init__(self) -> None:
+        config, tail, ds, device = self.config, self.tail, self.dataset, self.device
+        self.run_key = run_key_of(config, self.data.combined_hash())
+        n_classes = len(ds.train_ids) * (2 if config.flip == "new_class" else 1)
+        self.criterion = SubCenterArcFace(
+            tail.projection.shape[1],
+            n_classes,
+            k=config.subcenters,
+            scale=config.arcface_scale,
+            margin=config.arcface_margin,
+            label_smoothing=config.label_smoothing,
+            generator=torch.Generator().manual_seed(config.seed),
+        ).to(device)
+        if config.loss == "arcface":
+            v0 = embed_cached(tail, ds.feats[ds.train_idx, CLEAN], device)
+            init_v, init_l = v0, ds.labels
+            if config.flip == "new_class":
+                vm = embed_cached(tail, ds.feats[ds.train_idx, MIRROR], device)
+                init_v = torch.cat([v0, vm])
+                init_l = torch.cat([ds.labels, ds.labels + len(ds.train_ids)])
+            self.criterion.init_from(init_v.to(device), init_l.to(device))
 
-    tail_params = [p for n, p in tail.named_parameters() if n != "projection"]
-    groups = [
-        {"params": tail_params, "lr": config.backbone_lr},
-        {"params": [tail.projection], "lr": config.lr, "weight_decay": 0.0},
-    ]
-    if config.loss == "arcface":
-        groups.append({"params": list(criterion.parameters()), "lr": config.lr, "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(train_idx) / config.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(1, steps_per_epoch * config.epochs), 1.0))),
-    )
+        tail_params = [p for n, p in tail.named_parameters() if n != "projection"]
+        groups = [
+            {"params": tail_params, "lr": config.backbone_lr},
+            {"params": [tail.projection], "lr": config.lr, "weight_decay": 0.0},
+        ]
+        if config.loss == "arcface":
+            groups.append({"params": list(self.criterion.parameters()), "lr": config.lr, "weight_decay": 0.0})
+        self.opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        total_steps = max(1, math.ceil(len(ds.train_idx) / config.batch_size)) * config.epochs
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt,
+            lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(1, total_steps), 1.0))),
+        )
+        # The untrained tail is the score to beat: an epoch is kept only if it does better.
+        self.untrained_score = self.validate()
+        self.best = BestEpoch(self.untrained_score, 0, copy.deepcopy(tail.state_dict()))
 
-    last_val: dict[str, float | None] = {"val_top1": None, "val_mAP": None}
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_FILE
 
-    def validate() -> float | None:
+    def validate(self) -> float | None:
         """Selection score on the validation individuals: top-1 + mAP (mAP steadies a noisy top-1)."""
-        last_val.update(val_top1=None, val_mAP=None)
-        if len(val_idx) == 0:
+        ds = self.dataset
+        self.last_val = {"val_top1": None, "val_mAP": None}
+        if len(ds.val_idx) == 0:
             return None
-        v = embed_cached(tail, feats[val_idx, CLEAN], device).numpy()
-        m = retrieval_metrics(v, [individuals[i] for i in val_idx], [sightings[i] for i in val_idx])
+        v = embed_cached(self.tail, ds.feats[ds.val_idx, CLEAN], self.device).numpy()
+        m = retrieval_metrics(v, *ds.val_labels())
         if not m["n_queries"]:
             return None
-        last_val.update(val_top1=float(m["top1"]), val_mAP=float(m["mAP"]))
+        self.last_val = {"val_top1": float(m["top1"]), "val_mAP": float(m["mAP"])}
         return float(m["top1"] + m["mAP"])
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    untrained_score = validate()
-    best = {"score": untrained_score, "epoch": 0, "state": copy.deepcopy(tail.state_dict())}
-    ckpt_path = out_dir / CHECKPOINT_FILE
-    if resume and ckpt_path.is_file():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        except Exception:
-            ck = None
-        if ck and ck.get("run_key") == run_key:
-            tail.load_state_dict(ck["tail"])
-            criterion.load_state_dict(ck["criterion"])
-            opt.load_state_dict(ck["opt"])
-            sched.load_state_dict(ck["sched"])
-            start_epoch, history, best = ck["epoch"], ck["history"], ck["best"]
-            _emit(progress, phase="resume", epoch=start_epoch)
-
-    epoch_times: list[float] = [h["seconds"] for h in history]
-    for epoch in range(start_epoch, config.epochs):
-        if best["score"] is not None and epoch - best["epoch"] > config.patience:
-            break
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train epoch `epoch` (0-based), validate, keep it if best; its row of the history."""
+        config, ds, device = self.config, self.dataset, self.device
         te = time.monotonic()
-        tail.train()
+        self.tail.train()
+        # Per-epoch generator: a resumed run draws the same batches as an uninterrupted one.
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        batches = _batches(labels, config, g)
         total_loss, n_seen = 0.0, 0
-        for rows in batches:
-            idx = train_idx[rows.numpy()]
-            y = labels[rows]
-            views, y = _pick_views(len(rows), y, config, len(train_ids), g)
-            x = feats[torch.from_numpy(idx), views].to(device).float()
+        for rows in _batches(ds.labels, config, g):
+            idx = ds.train_idx[rows.numpy()]
+            views, y = _pick_views(len(rows), ds.labels[rows], config, len(ds.train_ids), g)
+            x = ds.feats[torch.from_numpy(idx), views].to(device).float()
             y = y.to(device)
-            emb = tail.features(x)
+            emb = self.tail.features(x)
             if config.loss == "arcface":
-                loss = criterion(emb, y)
+                loss = self.criterion(emb, y)
             else:
                 loss = batch_hard_triplet(emb, y, config.triplet_margin)
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            self.opt.step()
+            self.sched.step()
             total_loss += float(loss.detach()) * len(rows)
             n_seen += len(rows)
-        score = validate()
-        if score is not None and (best["score"] is None or score > best["score"]):
-            best = {"score": score, "epoch": epoch + 1, "state": copy.deepcopy(tail.state_dict())}
+        score = self.validate()
+        if score is not None and (self.best.score is None or score > self.best.score):
+            self.best = BestEpoch(score, epoch + 1, copy.deepcopy(self.tail.state_dict()))
         seconds = time.monotonic() - te
-        epoch_times.append(seconds)
+        self.epoch_times.append(seconds)
         row = {
             "epoch": epoch + 1,
             "loss": total_loss / max(n_seen, 1),
             "val_score": score,
-            **last_val,
+            **self.last_val,
             "seconds": seconds,
         }
-        history.append(row)
+        self.history.append(row)
+        self.epoch = epoch + 1
+        return row
+
+    def fit(self) -> TrainedModel:
+        """Run the remaining epochs (stopping after `patience` without a better one), then `finish()`."""
+        config = self.config
+        for epoch in range(self.epoch, config.epochs):
+            if self.best.score is not None and epoch - self.best.epoch > config.patience:
+                break
+            row = self.run_epoch(epoch)
+            # Saved before the event: a run killed from its progress callback resumes after this epoch.
+            self.save_checkpoint()
+            eta = float(np.mean(self.epoch_times)) * (config.epochs - epoch - 1)
+            emit(
+                self.progress,
+                phase="epoch",
+                epochs=config.epochs,
+                eta_s=eta,
+                best_epoch=self.best.epoch,
+                **row,
+            )
+        return self.finish()
+
+    def save_checkpoint(self) -> None:
+        """Everything needed to continue after `self.epoch`, written atomically."""
+        tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(
             {
-                "run_key": run_key,
-                "epoch": epoch + 1,
-                "tail": tail.state_dict(),
-                "criterion": criterion.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "history": history,
-                "best": best,
+                "run_key": self.run_key,
+                "epoch": self.epoch,
+                "tail": self.tail.state_dict(),
+                "criterion": self.criterion.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(),
+                "history": self.history,
+                "best": self.best.to_checkpoint(),
             },
-            ckpt_path.with_suffix(".tmp"),
+            tmp,
         )
-        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
-        eta = float(np.mean(epoch_times)) * (config.epochs - epoch - 1)
-        _emit(progress, phase="epoch", epochs=config.epochs, eta_s=eta, best_epoch=best["epoch"], **row)
+        tmp.replace(self.checkpoint_path)
 
-    if best["score"] is not None:
-        tail.load_state_dict(best["state"])
-    else:  # no validation split: keep the last epoch
-        best["epoch"] = len(history)
-    if config.center:
-        v = embed_cached(tail, feats[:, CLEAN], device)
-        if config.tta_flip:
-            v = F.normalize(v + embed_cached(tail, feats[:, MIRROR], device), dim=1)
-        tail.center.copy_(v.mean(0).to(tail.center.device))
-    calibration, calibration_note = calibrate_held_out(
-        _deployed_vectors(tail, feats, val_idx, config, device),
-        [individuals[i] for i in val_idx],
-        [sightings[i] for i in val_idx],
-    )
+    def load_checkpoint(self) -> bool:
+        """Continue from the checkpoint of an interrupted run with the same recipe and data;
+        False (and nothing changed) when there is none, or it is unreadable or another run's."""
+        if not self.checkpoint_path.is_file():
+            return False
+        try:
+            ck = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception:  # a checkpoint cut off by the kill: start over
+            return False
+        if not ck or ck.get("run_key") != self.run_key:
+            return False
+        self.tail.load_state_dict(ck["tail"])
+        self.criterion.load_state_dict(ck["criterion"])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        self.epoch, self.history = ck["epoch"], ck["history"]
+        self.best = BestEpoch.from_checkpoint(ck["best"])
+        self.epoch_times = [h["seconds"] for h in self.history]
+        emit(self.progress, phase="resume", epoch=self.epoch)
+        return True
 
-    state = {k: v.detach().cpu() for k, v in tail.state_dict().items()}
-    weights_sha = state_sha256(state)
-    model_id = make_trained_model_id(spec.name, config.input_size, weights_sha, config, base_sha)
-    info = {
-        "model_id": model_id,
-        "format": FORMAT_VERSION,
-        "kind": "trained",
-        "backbone": spec.name,
-        "input_size": config.input_size,
-        "dim": int(tail.projection.shape[1]),
-        "split_block": tail.split,
-        "base_weights_sha256": base_sha,
-        "tail_sha256": weights_sha,
-        "config": config.to_json(),
-        "run_key": run_key,
-        "seed": config.seed,
-        "data": {
-            **data.counts(),
-            "sha256": data_hash,
-            "skipped": data.skipped,
-            "train_individuals": len(train_ids),
-            "val_individuals": len(val_ids),
-        },
-        "metrics": {
-            "history": history,
-            "best_epoch": best["epoch"],
-            "best_val_score": best["score"],
-            "val_score_untrained": untrained_score,
-        },
-        # Stored for the model by `deerid train` (and by `deerid models use` if missing).
-        "calibration": calibration,
-        "calibration_note": calibration_note,
-        "seconds": {"cache": cache_s, "total": time.monotonic() - t_start},
-        "device": device.type,
-        "deerid_version": deerid.__version__,
-        "torch_version": torch.__version__,
-    }
-    tmp = out_dir / f".{WEIGHTS_FILE}.tmp"
-    torch.save(state, tmp)
-    tmp.replace(out_dir / WEIGHTS_FILE)
-    (out_dir / f".{MODEL_FILE}.tmp").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    (out_dir / f".{MODEL_FILE}.tmp").replace(out_dir / MODEL_FILE)
-    ckpt_path.unlink(missing_ok=True)
-    if not config.keep_cache and not config.cache_dir:
-        shutil.rmtree(cache_dir, ignore_errors=True)
-    _emit(
-        progress,
-        phase="done",
-        reused=False,
-        model_id=model_id,
-        best_epoch=best["epoch"],
-        seconds=info["seconds"]["total"],
-    )
-    return TrainedModel(model_id, out_dir, info)
+    def finish(self) -> TrainedModel:
+        """Keep the best epoch, centre and calibrate, write tail.pt and model.json, clean up."""
+        config, tail, ds, device = self.config, self.tail, self.dataset, self.device
+        best = self.best
+        if best.score is not None:
+            tail.load_state_dict(best.state)
+        else:  # no validation split: keep the last epoch
+            best.epoch = len(self.history)
+        if config.center:
+            v = embed_cached(tail, ds.feats[:, CLEAN], device)
+            if config.tta_flip:
+                v = F.normalize(v + embed_cached(tail, ds.feats[:, MIRROR], device), dim=1)
+            tail.center.copy_(v.mean(0).to(tail.center.device))
+        calibration, calibration_note = calibrate_held_out(
+            _deployed_vectors(tail, ds.feats, ds.val_idx, config, device), *ds.val_labels()
+        )
+
+        state = {k: v.detach().cpu() for k, v in tail.state_dict().items()}
+        weights_sha = state_sha256(state)
+        model_id = make_trained_model_id(self.backbone, config.input_size, weights_sha, config, self.base_sha)
+        model_file = TrainedModelFile(
+            model_id=model_id,
+            format=FORMAT_VERSION,
+            backbone=self.backbone,
+            input_size=config.input_size,
+            dim=int(tail.projection.shape[1]),
+            split_block=tail.split,
+            base_weights_sha256=self.base_sha,
+            tail_sha256=weights_sha,
+            config=config.to_json(),
+            run_key=self.run_key,
+            seed=config.seed,
+            data={
+                **self.data.counts(),
+                "sha256": self.data.combined_hash(),
+                "skipped": self.data.skipped,
+                "train_individuals": len(ds.train_ids),
+                "val_individuals": len(ds.val_ids),
+            },
+            metrics={
+                "history": self.history,
+                "best_epoch": best.epoch,
+                "best_val_score": best.score,
+                "val_score_untrained": self.untrained_score,
+            },
+            # Stored for the model by `deerid train` (and by `deerid models use` if missing).
+            calibration=calibration,
+            calibration_note=calibration_note,
+            seconds={"cache": self.cache_seconds, "total": time.monotonic() - self.started},
+            device=device.type,
+            deerid_version=deerid.__version__,
+            torch_version=torch.__version__,
+        )
+        tmp = self.out_dir / f".{WEIGHTS_FILE}.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / WEIGHTS_FILE)
+        # model.json last: its presence is what says the folder holds a finished model.
+        write_model_file(self.out_dir, model_file)
+        self.checkpoint_path.unlink(missing_ok=True)
+        if not config.keep_cache and not config.cache_dir:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+        model = TrainedModel.from_file(self.out_dir, model_file)
+        emit(
+            self.progress,
+            phase="done",
+            reused=False,
+            model_id=model_id,
+            best_epoch=best.epoch,
+            seconds=model.info["seconds"]["total"],
+        )
+        return model
 
 
 def _deployed_vectors(
@@ -501,7 +631,9 @@ def _batches(labels: torch.Tensor, config: TrainConfig, g: torch.Generator) -> l
     return out
 
 
-def _pick_views(n: int, y: torch.Tensor, config: TrainConfig, n_ids: int, g: torch.Generator):
+def _pick_views(
+    n: int, y: torch.Tensor, config: TrainConfig, n_ids: int, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random cached view per sample: clean or augmented; with flip, sometimes the mirror."""
     plain = torch.tensor([CLEAN, *list(range(2, 2 + config.n_aug_views))])
     views = plain[torch.randint(len(plain), (n,), generator=g)]

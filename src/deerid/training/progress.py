@@ -1,8 +1,21 @@
-"""One human-readable line per progress event of `train()` (for the CLI)."""
+"""Progress events of `train()` / `adapt()`, and one human-readable line per event (for the CLI).
+
+An event is a flat dict with a `phase` ("cache", "resume", "epoch", "pseudo", "done", ...)
+and that phase's numbers; a progress callback receives each one as it happens.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+ProgressEvent = dict[str, Any]
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def emit(progress: ProgressCallback | None, **event: Any) -> None:
+    if progress is not None:
+        progress(event)
 
 
 def _mmss(seconds: float) -> str:

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
 from deerid.api.params import LAST_DAY, Id32
@@ -18,6 +18,7 @@ from deerid.core.config import Settings
 from deerid.db.tables import Camera, Image
 from deerid.domain.activity import Activity, Visit, activity
 from deerid.domain.classes import Sex
+from deerid.errors import NotFound
 from deerid.store import activity as activity_store
 
 router = APIRouter(tags=["activity"])
@@ -54,7 +55,7 @@ def deer_activity(deer_id: uuid.UUID, session: SessionDep, settings: SettingsDep
 @router.get("/api/cameras/{camera_id}/activity", response_model=ActivityOut, dependencies=[Reader])
 def camera_activity(camera_id: Id32, session: SessionDep, settings: SettingsDep) -> ActivityOut:
     if session.get(Camera, camera_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
+        raise NotFound(f"no camera {camera_id}")
     return activity_out(settings, _counts(settings, activity_store.visits(session, camera_id=camera_id)))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 
 from deerid.api.deps import Reader, SessionDep, Writer
 from deerid.api.params import Id32
 from deerid.api.schemas import CameraOut, CameraPatch
 from deerid.db.tables import Camera, Image
-from deerid.domain.sites import DEFAULT_SITE, SiteError, check_site_name
+from deerid.domain.sites import DEFAULT_SITE, check_site_name
+from deerid.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 
@@ -49,19 +50,16 @@ def list_cameras(session: SessionDep) -> list[CameraOut]:
 def patch_camera(camera_id: Id32, body: CameraPatch, session: SessionDep) -> CameraOut:
     camera = session.get(Camera, camera_id)
     if camera is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id}")
+        raise NotFound(f"no camera {camera_id}")
     changes = body.model_dump(exclude_unset=True)
     if "name" in changes and changes["name"] != camera.name:
         taken = session.execute(sa.select(Camera.id).where(Camera.name == changes["name"])).scalar()
         if taken is not None:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"another camera is called {changes['name']!r}")
+            raise Conflict(f"another camera is called {changes['name']!r}")
     if "site" in changes:
         if changes["site"] is None:
             changes["site"] = DEFAULT_SITE
-        try:
-            changes["site"] = check_site_name(changes["site"])
-        except SiteError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        changes["site"] = check_site_name(changes["site"])
     for key, value in changes.items():
         if key == "clock_offset_s" and value is None:
             value = 0

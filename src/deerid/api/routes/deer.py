@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, Writer
@@ -25,6 +25,7 @@ from deerid.api.schemas import (
 )
 from deerid.db.tables import Deer, Image
 from deerid.domain.classes import Sex
+from deerid.errors import NotFound
 from deerid.store import curation, links, views
 
 router = APIRouter(prefix="/api/deer", tags=["deer"])
@@ -60,7 +61,7 @@ def deer_out(
 def found(session: Session, deer_id: uuid.UUID) -> Deer:
     deer = session.get(Deer, deer_id)
     if deer is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no deer {deer_id}")
+        raise NotFound(f"no deer {deer_id}")
     return deer
 
 
@@ -89,7 +90,7 @@ def sighting_out(row: views.SightingRow) -> SightingOut:
         bbox=[det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h],
         class_label=det.class_label,
         similarity=det.similarity,
-        assignment=det.assignment.value if det.assignment else None,
+        assignment=det.assignment,
         confirmed=det.confirmed_at is not None,
         crop_url=f"/api/detections/{det.id}/crop",
         image_url=f"/api/images/{row.image.id}",
@@ -128,12 +129,9 @@ def get_deer(deer_id: uuid.UUID, session: SessionDep) -> DeerOut:
 @router.patch("/{deer_id}", response_model=DeerOut, dependencies=[Writer])
 def patch_deer(deer_id: uuid.UUID, body: DeerPatch, session: SessionDep) -> DeerOut:
     found(session, deer_id)
-    try:
-        deer = curation.update_deer(session, deer_id, name=body.name, sex=body.sex, notes=body.notes)
-        if body.starred is not None:
-            deer = links.set_starred(session, deer_id, body.starred)
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    deer = curation.update_deer(session, deer_id, name=body.name, sex=body.sex, notes=body.notes)
+    if body.starred is not None:
+        deer = links.set_starred(session, deer_id, body.starred)
     return deer_out(session, deer)
 
 
@@ -178,10 +176,7 @@ def merge_deer(deer_id: uuid.UUID, body: MergeIn, session: SessionDep) -> MergeO
     found(session, deer_id)
     for other in body.deer_ids:
         found(session, other)
-    try:
-        record = curation.merge(session, deer_id, body.deer_ids)
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    record = curation.merge(session, deer_id, body.deer_ids)
     return MergeOut(merge_id=record.id, deer=deer_out(session, found(session, deer_id)))
 
 
@@ -194,11 +189,6 @@ def split_deer(deer_id: uuid.UUID, body: MoveIn, session: SessionDep) -> MoveOut
     owned = {row.detection.id for row in views.sightings(session, deer_id)}
     strangers = sorted(set(body.detection_ids) - owned)
     if strangers:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"detection {strangers[0]} is not this deer's"
-        )
-    try:
-        target = curation.move_detections(session, body.detection_ids, body.to_deer)
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise curation.CurationError(f"detection {strangers[0]} is not this deer's")
+    target = curation.move_detections(session, body.detection_ids, body.to_deer)
     return MoveOut(deer=deer_out(session, found(session, target)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 
 from deerid.api.deps import SessionDep, Writer
 from deerid.api.params import Id32
@@ -21,15 +21,10 @@ def move(body: MoveIn, session: SessionDep) -> MoveOut:
         found(session, body.to_deer)
     ids = list(dict.fromkeys(body.detection_ids))
     target = body.to_deer
-    try:
-        # In chunks: one statement binds each id, and the driver takes at most 65,535 (F5/F18).
-        # One transaction (the request's), so a refused chunk undoes the whole move.
-        for start in range(0, len(ids), MOVE_CHUNK):
-            target = curation.move_detections(session, ids[start : start + MOVE_CHUNK], target)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    # In chunks: one statement binds each id, and the driver takes at most 65,535 (F5/F18).
+    # One transaction (the request's), so a refused chunk undoes the whole move.
+    for start in range(0, len(ids), MOVE_CHUNK):
+        target = curation.move_detections(session, ids[start : start + MOVE_CHUNK], target)
     assert target is not None
     return MoveOut(deer=deer_out(session, found(session, target)))
 
@@ -37,10 +32,5 @@ def move(body: MoveIn, session: SessionDep) -> MoveOut:
 @router.post("/merges/{merge_id}/undo", response_model=list[DeerOut], dependencies=[Writer])
 def undo(merge_id: Id32, session: SessionDep) -> list[DeerOut]:
     """Recreate the deer a merge folded in, with their sightings; returns them."""
-    try:
-        restored = curation.undo_merge(session, merge_id)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    restored = curation.undo_merge(session, merge_id)
     return [deer_out(session, found(session, d)) for d in restored]

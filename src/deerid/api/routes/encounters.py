@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 
 from deerid.api.deps import Reader, SessionDep
 from deerid.api.params import CameraIdQuery, Id64, Offset
 from deerid.api.routes.deer import crop_url, deer_out, strip_fields
 from deerid.api.schemas import EventDetailOut, EventOut, EventPage, EventPhotoOut, TrackDetectionOut, TrackOut
+from deerid.errors import NotFound
 from deerid.store import encounters as enc_store
 
 router = APIRouter(prefix="/api", tags=["encounters"])
@@ -42,7 +43,7 @@ def track_out(session: SessionDep, row: enc_store.TrackRow) -> TrackOut:
                 bbox=[det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h],
                 class_label=det.class_label,
                 deer_id=det.deer_id,
-                assignment=det.assignment.value if det.assignment else None,
+                assignment=det.assignment,
                 crop_url=crop_url(det.id) or "",
                 image_url=f"/api/images/{img.id}",
             )
@@ -69,7 +70,7 @@ def get_event(event_id: Id64, session: SessionDep) -> EventDetailOut:
     """An event's photos in capture order and its tracks, each with its boxes and deer."""
     row = enc_store.get_event(session, event_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id}")
+        raise NotFound(f"no event {event_id}")
     return EventDetailOut(
         event=event_out(row),
         photos=[
@@ -89,5 +90,5 @@ def get_event(event_id: Id64, session: SessionDep) -> EventDetailOut:
 def get_track(track_id: Id64, session: SessionDep) -> TrackOut:
     row = enc_store.get_track(session, track_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no track {track_id}")
+        raise NotFound(f"no track {track_id}")
     return track_out(session, row)

@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from deerid.api.deps import Reader, SettingsDep
+from deerid.api.deps import ContextDep, Reader
 from deerid.core.config import Settings
-from deerid.db.session import session_factory
 from deerid.export.camtrap import package_zip
-from deerid.export.common import ExportError, ExportOptions, calibrated_probability, parse_timezone
+from deerid.export.common import ExportOptions, calibrated_probability, parse_timezone
 from deerid.export.csv import sightings_csv
 
 router = APIRouter(prefix="/api/export", tags=["export"])
@@ -29,11 +28,7 @@ TimezoneQuery = Annotated[
 
 
 def _options(settings: Settings, timezone: str | None) -> ExportOptions:
-    try:
-        tz = parse_timezone(timezone)
-    except ExportError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    return ExportOptions(timezone=tz, probability=calibrated_probability(settings))
+    return ExportOptions(timezone=parse_timezone(timezone), probability=calibrated_probability(settings))
 
 
 def _attachment(name: str) -> dict[str, str]:
@@ -45,12 +40,12 @@ def _stamp() -> str:
 
 
 @router.get("/csv", dependencies=[Reader], response_class=StreamingResponse)
-def export_csv(settings: SettingsDep, timezone: TimezoneQuery = None) -> StreamingResponse:
+def export_csv(context: ContextDep, timezone: TimezoneQuery = None) -> StreamingResponse:
     """Every sighting (deer box) as one CSV row; the columns are in docs/export.md."""
-    options = _options(settings, timezone)
+    options = _options(context.settings, timezone)
 
     def body() -> Iterator[bytes]:
-        with session_factory(settings)() as session, session.begin():
+        with context.transaction() as session:
             for chunk in sightings_csv(session, options):
                 yield chunk.encode("utf-8")
 
@@ -60,12 +55,12 @@ def export_csv(settings: SettingsDep, timezone: TimezoneQuery = None) -> Streami
 
 
 @router.get("/camtrap-dp", dependencies=[Reader], response_class=StreamingResponse)
-def export_camtrap_dp(settings: SettingsDep, timezone: TimezoneQuery = None) -> StreamingResponse:
+def export_camtrap_dp(context: ContextDep, timezone: TimezoneQuery = None) -> StreamingResponse:
     """A Camtrap DP 1.0 package as a zip: datapackage.json, deployments, media, observations, individuals."""
-    options = _options(settings, timezone)
+    options = _options(context.settings, timezone)
 
     def body() -> Iterator[bytes]:
-        with session_factory(settings)() as session, session.begin():
+        with context.transaction() as session:
             yield from package_zip(session, options)
 
     return StreamingResponse(

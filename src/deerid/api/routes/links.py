@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
 from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import DeerLinkIn, YearOut
 from deerid.core.config import Settings
-from deerid.store import curation, links
+from deerid.errors import NotFound
+from deerid.store import links
 
 router = APIRouter(prefix="/api/deer", tags=["deer"])
 
@@ -36,11 +37,8 @@ def link_deer(
 ) -> list[YearOut]:
     found(session, deer_id)
     found(session, body.deer_id)
-    try:
-        links.link(session, deer_id, body.deer_id, body.note)
-        session.flush()
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    links.link(session, deer_id, body.deer_id, body.note)
+    session.flush()
     return _years(session, settings, deer_id)
 
 
@@ -50,5 +48,5 @@ def unlink_deer(
 ) -> list[YearOut]:
     found(session, deer_id)
     if not links.unlink(session, deer_id, other_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"deer {deer_id} is not linked to {other_id}")
+        raise NotFound(f"deer {deer_id} is not linked to {other_id}")
     return _years(session, settings, deer_id)

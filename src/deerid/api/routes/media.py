@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
 from deerid.api.params import Id64
 from deerid.core.files import atomic_path
 from deerid.db.tables import Detection, Image
+from deerid.errors import NotFound
 from deerid.ingest.crop import crop_boxes
 from deerid.ingest.photos import PhotoReadError
 from deerid.store import photos as photo_store
@@ -32,11 +33,10 @@ def missing_images(session: SessionDep, limit: Annotated[int, Query(ge=0, le=100
 def _checked(session: Any, image: Image) -> Path:
     """The photo's path once it is known to hold this photo: 410 when gone, 409 when replaced (F14)."""
     try:
-        photo_store.verify_image(session, image)
+        photo_store.verify_image(image)
     except photo_store.PhotoCheckError as exc:
         session.commit()  # keep the missing flag although the request fails
-        code = status.HTTP_409_CONFLICT if exc.replaced else status.HTTP_410_GONE
-        raise HTTPException(code, f"image {image.id}: {exc}") from exc
+        raise exc.about(f"image {image.id}") from exc
     return Path(image.path)
 
 
@@ -44,7 +44,7 @@ def _checked(session: Any, image: Image) -> Path:
 def get_image(image_id: Id64, session: SessionDep) -> FileResponse:
     image = session.get(Image, image_id)
     if image is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no image {image_id}")
+        raise NotFound(f"no image {image_id}")
     path = _checked(session, image)
     return FileResponse(path, media_type="image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else None)
 
@@ -64,7 +64,7 @@ def get_crop(
     (a tine, a scar) are lost at card size."""
     det = session.get(Detection, detection_id)
     if det is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no detection {detection_id}")
+        raise NotFound(f"no detection {detection_id}")
     full = size == "full"
     cached = settings.crops_dir / (f"{detection_id}-full.jpg" if full else f"{detection_id}.jpg")
     if not cached.is_file():
@@ -79,11 +79,9 @@ def get_crop(
                 None if full else CROP_SIZE,
             )
         except (OSError, PhotoReadError, ValueError) as exc:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"cannot crop detection {detection_id}: {exc}"
-            ) from exc
+            raise NotFound(f"cannot crop detection {detection_id}: {exc}") from exc
         if crop.image is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"detection {detection_id} has an empty box")
+            raise NotFound(f"detection {detection_id} has an empty box")
         thumb = crop.image.copy()
         if not full:
             thumb.thumbnail((CROP_SIZE, CROP_SIZE))

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 
-from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
+from deerid.api.deps import ContextDep, Reader, SessionDep, Writer
 from deerid.api.routes.deer import crop_url, deer_out, found
 from deerid.api.schemas import MoveOut, ReviewDecisionIn, ReviewItemOut
-from deerid.core.config import Settings
-from deerid.registry.calibration import resolve_threshold
+from deerid.app import Deerid
 from deerid.store import curation, views
 
 router = APIRouter(prefix="/api/review", tags=["review"])
 
 
-def _threshold(settings: Settings) -> float | None:
+def _threshold(context: Deerid) -> float | None:
     """The automatic-merge threshold in force; None: the model has no calibration (no automatic merges)."""
-    from deerid.registry.models import active_embedder
-
-    return resolve_threshold(settings, active_embedder(settings).model_id).value
+    return context.threshold(context.embedder().model_id).value
 
 
 @router.get("", response_model=list[ReviewItemOut], dependencies=[Reader])
 def queue(
     session: SessionDep,
-    settings: SettingsDep,
+    context: ContextDep,
     band: Annotated[float, Query(gt=0, le=0.5, description="how far around the threshold")] = 0.05,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ReviewItemOut]:
     """Matches just above the threshold and new deer that just missed it, closest calls first."""
-    threshold = _threshold(settings)
+    threshold = _threshold(context)
     if threshold is None:  # no band around a threshold to show: the review screen (/next) takes over
         return []
     items = views.review_queue(session, threshold, band=band, limit=limit)
@@ -63,13 +60,8 @@ def decide(body: ReviewDecisionIn, session: SessionDep) -> MoveOut:
     found(session, body.candidate_deer)
     if body.move_to is not None:
         found(session, body.move_to)
-    try:
-        if body.decision == "confirm":
-            target = curation.confirm(session, body.detection_id, body.candidate_deer)
-        else:
-            target = curation.reject(session, body.detection_id, body.candidate_deer, body.move_to)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    if body.decision == "confirm":
+        target = curation.confirm(session, body.detection_id, body.candidate_deer)
+    else:
+        target = curation.reject(session, body.detection_id, body.candidate_deer, body.move_to)
     return MoveOut(deer=deer_out(session, found(session, target)))

@@ -11,10 +11,9 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
+from deerid.api.deps import ContextDep, Reader, SessionDep, Writer
 from deerid.api.params import Id64
 from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import (
@@ -29,11 +28,12 @@ from deerid.api.schemas import (
     ReviewScreenOut,
     ReviewUndoOut,
 )
-from deerid.core.config import Settings
+from deerid.app import Deerid
 from deerid.db.tables import Deer, ReviewChoice
 from deerid.domain.review import DEFAULT_K, Probability, uncalibrated
-from deerid.store import curation, views
+from deerid.errors import NotFound
 from deerid.store import review as review_store
+from deerid.store import views
 
 router = APIRouter(prefix="/api", tags=["review"])
 
@@ -49,13 +49,12 @@ def get_cache(request: Request) -> review_store.ReviewCache:
 CacheDep = Annotated[review_store.ReviewCache, Depends(get_cache)]
 
 
-def _model(settings: Settings) -> tuple[str, Probability, bool]:
+def _model(context: Deerid) -> tuple[str, Probability, bool]:
     """Active model id, its calibrated probability (or the raw similarity), and which it is."""
     from deerid.registry.calibration import load_probability
-    from deerid.registry.models import active_embedder
 
-    model_id = active_embedder(settings).model_id
-    fitted = load_probability(settings, model_id)
+    model_id = context.embedder().model_id
+    fitted = load_probability(context.settings, model_id)
     if fitted is None:
         return model_id, uncalibrated, False
 
@@ -118,7 +117,7 @@ def _candidates(session: Session, shown: tuple[review_store.ShownCandidate, ...]
 )
 def next_screen(
     session: SessionDep,
-    settings: SettingsDep,
+    context: ContextDep,
     cache: CacheDep,
     k: K = DEFAULT_K,
     exclude: Annotated[
@@ -130,7 +129,7 @@ def next_screen(
         skipped = [uuid.UUID(x) for x in exclude.split(",") if x.strip()] if exclude else []
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"exclude: {exc}") from exc
-    model_id, probability, calibrated = _model(settings)
+    model_id, probability, calibrated = _model(context)
     screen = review_store.next_screen(
         session, model_id, k=k, probability=probability, exclude=skipped, cache=cache
     )
@@ -154,29 +153,25 @@ def next_screen(
     responses={409: {"description": "the screen changed meanwhile; `current` says how"}},
 )
 def answer(
-    body: ReviewAnswerIn, session: SessionDep, settings: SettingsDep, cache: CacheDep
-) -> ReviewAnswerOut | JSONResponse:
+    body: ReviewAnswerIn, session: SessionDep, context: ContextDep, cache: CacheDep
+) -> ReviewAnswerOut:
     """match: the query is `candidate` (merged into it). none: none of `shown` (never shown
     again together). skip: not comparable (the query is not offered again)."""
-    model_id, probability, _ = _model(settings)
-    try:
-        record = review_store.decide(
-            session,
-            model_id,
-            query=body.query,
-            shown=body.shown,
-            choice=ReviewChoice(body.choice),
-            candidate=body.candidate,
-            probability=probability,
-            # The process's cache: without it every answer re-read every vector and rebuilt the
-            # nearest-neighbour table (seconds at 10,000 sightings).
-            cache=cache,
-        )
-    except review_store.ReviewConflict as exc:
-        session.rollback()
-        return JSONResponse({"detail": str(exc), "current": exc.current}, status.HTTP_409_CONFLICT)
-    except curation.CurationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    model_id, probability, _ = _model(context)
+    # A ReviewConflict answers 409 with `current` (deerid.api.errors); the request's
+    # transaction rolls back, so nothing of the refused answer is kept.
+    record = review_store.decide(
+        session,
+        model_id,
+        query=body.query,
+        shown=body.shown,
+        choice=ReviewChoice(body.choice),
+        candidate=body.candidate,
+        probability=probability,
+        # The process's cache: without it every answer re-read every vector and rebuilt the
+        # nearest-neighbour table (seconds at 10,000 sightings).
+        cache=cache,
+    )
     where = record.candidate_deer_id if record.choice is ReviewChoice.MATCH else record.query_deer_id
     assert where is not None
     return ReviewAnswerOut(
@@ -190,14 +185,8 @@ def answer(
     dependencies=[Writer],
     responses={409: {"description": "a later change conflicts; `detail` says which"}},
 )
-def undo(decision_id: Id64, session: SessionDep) -> ReviewUndoOut | JSONResponse:
-    try:
-        touched = review_store.undo(session, decision_id)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except curation.CurationError as exc:
-        session.rollback()
-        return JSONResponse({"detail": str(exc)}, status.HTTP_409_CONFLICT)
+def undo(decision_id: Id64, session: SessionDep) -> ReviewUndoOut:
+    touched = review_store.undo(session, decision_id)
     deer = [deer_out(session, d) for t in dict.fromkeys(touched) if (d := session.get(Deer, t)) is not None]
     return ReviewUndoOut(undone=decision_id, deer=deer)
 
@@ -209,7 +198,7 @@ def history(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
         ReviewHistoryItem(
             decision_id=r.id,
             query_deer_id=r.query_deer_id,
-            choice=r.choice.value,
+            choice=r.choice,
             candidate_deer_id=r.candidate_deer_id,
             shown=[uuid.UUID(s["deer_id"]) for s in r.shown],
             created_at=r.created_at,
@@ -220,11 +209,11 @@ def history(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 
 @router.get("/deer/{deer_id}/candidates", response_model=list[CandidateOut], dependencies=[Reader])
 def deer_candidates(
-    deer_id: uuid.UUID, session: SessionDep, settings: SettingsDep, cache: CacheDep, k: K = DEFAULT_K
+    deer_id: uuid.UUID, session: SessionDep, context: ContextDep, cache: CacheDep, k: K = DEFAULT_K
 ) -> list[CandidateOut]:
     """The deer most probably the same animal as this one, best first (decided pairs left out)."""
     found(session, deer_id)
-    model_id, probability, _ = _model(settings)
+    model_id, probability, _ = _model(context)
     shown = review_store.deer_candidates(
         session, model_id, deer_id, k=k, probability=probability, cache=cache
     )
@@ -233,23 +222,23 @@ def deer_candidates(
 
 @router.get("/tracks/{track_id}/candidates", response_model=list[CandidateOut], dependencies=[Reader])
 def track_candidates(
-    track_id: Id64, session: SessionDep, settings: SettingsDep, cache: CacheDep, k: K = DEFAULT_K
+    track_id: Id64, session: SessionDep, context: ContextDep, cache: CacheDep, k: K = DEFAULT_K
 ) -> list[CandidateOut]:
     """The deer most probably the animal of this track, as if the track stood alone."""
-    model_id, probability, _ = _model(settings)
+    model_id, probability, _ = _model(context)
     shown = review_store.track_candidates(
         session, model_id, track_id, k=k, probability=probability, cache=cache
     )
     if not shown and not review_store.track_exists(session, track_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no track {track_id}")
+        raise NotFound(f"no track {track_id}")
     return _candidates(session, shown)
 
 
 @router.get("/deer/{deer_id}/qc", response_model=QcOut, dependencies=[Reader])
-def quality_check(deer_id: uuid.UUID, session: SessionDep, settings: SettingsDep, cache: CacheDep) -> QcOut:
+def quality_check(deer_id: uuid.UUID, session: SessionDep, context: ContextDep, cache: CacheDep) -> QcOut:
     """The deer's sightings, worst fitting first: where a wrong merge shows."""
     deer = found(session, deer_id)
-    model_id, _, _ = _model(settings)
+    model_id, _, _ = _model(context)
     fit = dict(review_store.sighting_fit(session, model_id, deer_id, cache))
     rows = {r.detection.id: r for r in views.sightings(session, deer_id)}
     order = [d for d in fit if d in rows] + [d for d in rows if d not in fit]

@@ -37,9 +37,11 @@ from typing import Annotated, Any
 import psutil
 from fastapi import APIRouter, BackgroundTasks, File, HTTPException, UploadFile, status
 
-from deerid.api.deps import Reader, SettingsDep, Writer
+from deerid.api.deps import ContextDep, Reader, SettingsDep, Writer
+from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.core.files import atomic_write
+from deerid.errors import Conflict, Invalid, NotFound
 from deerid.ingest.scan import PHOTO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,8 @@ def _dir(settings: Settings, upload_id: str) -> Path:
     try:
         uuid.UUID(upload_id)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}") from exc
-    return settings.data_dir / "uploads" / upload_id
+        raise NotFound(f"no upload {upload_id}") from exc
+    return settings.paths.uploads / upload_id
 
 
 def _owner() -> dict[str, Any]:
@@ -80,7 +82,7 @@ def _write_status(folder: Path, **changes: Any) -> dict[str, Any]:
 def _safe_name(filename: str | None) -> str:
     name = PurePath((filename or "").replace("\\", "/")).name
     if not name or name.startswith("."):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a usable file name: {filename!r}")
+        raise Invalid(f"not a usable file name: {filename!r}")
     return name
 
 
@@ -97,7 +99,7 @@ async def _save(upload: UploadFile, target: Path) -> int:
     return size
 
 
-def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | None) -> None:
+def _run(context: Deerid, folder: Path, detections: Path | None) -> None:
     from deerid.pipeline.ingest import ingest
 
     def progress(label: str, total: int) -> Callable[[int], None]:
@@ -113,8 +115,8 @@ def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | No
 
     _write_status(folder, status="running", started_at=_now(), finished_at=None, error=None, **_owner())
     try:
-        report = ingest(settings, folder / "photos", detections, progress=progress).as_dict()
-        _drop_skipped_photos(settings, folder / "photos")
+        report = ingest(context, folder / "photos", detections, progress=progress).as_dict()
+        _drop_skipped_photos(context, folder / "photos")
         _write_status(
             folder,
             status="done",
@@ -129,19 +131,18 @@ def _run(settings: Settings, upload_id: str, folder: Path, detections: Path | No
         _write_status(folder, status="failed", finished_at=_now(), error=str(exc))
 
 
-def _drop_skipped_photos(settings: Settings, photos: Path) -> None:
+def _drop_skipped_photos(context: Deerid, photos: Path) -> None:
     """Files the ingest did not store (not images, unreadable, copies of stored photos) are never
     referenced: delete them rather than keep them on disk for ever (F21). Stored photos stay:
     images point at them."""
     import sqlalchemy as sa
 
-    from deerid.db.session import session_factory
     from deerid.db.tables import Image
 
     files = {str(p.resolve()): p for p in photos.iterdir() if p.is_file()}
     if not files:
         return
-    with session_factory(settings)() as session:
+    with context.sessions() as session:
         stored = set(session.execute(sa.select(Image.path).where(Image.path.in_(list(files)))).scalars())
     for resolved, path in files.items():
         if resolved not in stored:
@@ -150,15 +151,15 @@ def _drop_skipped_photos(settings: Settings, photos: Path) -> None:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, dependencies=[Writer])
 async def create_upload(
-    settings: SettingsDep,
+    context: ContextDep,
     background: BackgroundTasks,
     files: Annotated[list[UploadFile], File(description="Photos (.jpg, .jpeg, .png)")],
     detections: Annotated[UploadFile | None, File(description="MegaDetector batch output JSON")] = None,
 ) -> dict[str, Any]:
     upload_id = str(uuid.uuid4())
-    folder = _dir(settings, upload_id)
+    folder = _dir(context.settings, upload_id)
     try:
-        return await _receive(settings, background, upload_id, folder, files, detections)
+        return await _receive(context, background, upload_id, folder, files, detections)
     except BaseException:
         # A rejected upload (422, 413, a dropped connection) leaves nothing behind (F21).
         shutil.rmtree(folder, ignore_errors=True)
@@ -166,7 +167,7 @@ async def create_upload(
 
 
 async def _receive(
-    settings: Settings,
+    context: Deerid,
     background: BackgroundTasks,
     upload_id: str,
     folder: Path,
@@ -179,13 +180,9 @@ async def _receive(
     for upload in files:
         name = _safe_name(upload.filename)
         if name in names:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"two files are called {name}; upload them separately"
-            )
+            raise Invalid(f"two files are called {name}; upload them separately")
         if PurePath(name).suffix.lower() not in PHOTO_EXTENSIONS:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} is not a photo (.jpg, .jpeg, .png)"
-            )
+            raise Invalid(f"{name} is not a photo (.jpg, .jpeg, .png)")
         await _save(upload, photos / name)
         names.append(name)
     md_path = None
@@ -202,7 +199,7 @@ async def _receive(
         has_detections=md_path is not None,
         **_owner(),
     )
-    background.add_task(_run, settings, upload_id, folder, md_path)
+    background.add_task(_run, context, folder, md_path)
     return state
 
 
@@ -211,7 +208,7 @@ def get_upload(upload_id: str, settings: SettingsDep) -> dict[str, Any]:
     folder = _dir(settings, upload_id)
     path = folder / "status.json"
     if not path.exists():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
+        raise NotFound(f"no upload {upload_id}")
     return _public(_state(folder), folder, settings.data_dir)
 
 
@@ -262,7 +259,7 @@ def _claims(settings: Settings) -> Iterator[None]:
     dir through a lock file, so that an interrupted upload is resumed once, not by every server."""
     # Beside uploads/, not in it: every entry of uploads/ is an upload.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _resume_lock, open(settings.data_dir / ".uploads.lock", "a") as handle:
+    with _resume_lock, open(settings.paths.uploads_lock, "a") as handle:
         try:
             import fcntl
         except ImportError:  # Windows: the thread lock alone
@@ -290,34 +287,34 @@ def _detections_of(folder: Path) -> Path | None:
 
 
 @router.post("/{upload_id}/resume", status_code=status.HTTP_202_ACCEPTED, dependencies=[Writer])
-def resume_upload(upload_id: str, settings: SettingsDep, background: BackgroundTasks) -> dict[str, Any]:
+def resume_upload(upload_id: str, context: ContextDep, background: BackgroundTasks) -> dict[str, Any]:
     """Ingest an interrupted (or failed) upload again from its saved files (F22). Photos and boxes
     already stored are recognised by content, so only what was missing is done."""
+    settings = context.settings
     folder = _dir(settings, upload_id)
     if not (folder / "status.json").exists():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
+        raise NotFound(f"no upload {upload_id}")
     with _claims(settings):
         state = _claim(folder, ("interrupted", "failed"))
     if state is None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"upload {upload_id} is {_state(folder).get('status')}: "
-            "only an interrupted or failed upload resumes",
+            "only an interrupted or failed upload resumes"
         )
-    background.add_task(_run, settings, upload_id, folder, _detections_of(folder))
+    background.add_task(_run, context, folder, _detections_of(folder))
     return _public(state, folder, settings.data_dir)
 
 
-def resume_interrupted(settings: Settings) -> threading.Thread | None:
+def resume_interrupted(context: Deerid) -> threading.Thread | None:
     """Claim every interrupted upload of the data dir and finish them, oldest first, in one background
     thread (F22): a server restart resumes what the last one left, without anyone asking. Failed
     uploads are not retried by themselves (the same error would come back); the API retries them.
     Returns the thread, or None when nothing was interrupted."""
-    root = settings.data_dir / "uploads"
+    root = context.paths.uploads
     if not root.is_dir():
         return None
     claimed: list[tuple[str, Path]] = []
-    with _claims(settings):
+    with _claims(context.settings):
         for status_file in root.glob("*/status.json"):
             folder = status_file.parent
             try:
@@ -333,7 +330,7 @@ def resume_interrupted(settings: Settings) -> threading.Thread | None:
     def finish() -> None:
         for _, folder in sorted(claimed):
             log.info("resuming interrupted upload %s", folder.name)
-            _run(settings, folder.name, folder, _detections_of(folder))
+            _run(context, folder, _detections_of(folder))
 
     # A daemon: stopping the server must not wait for an ingest; one stopped half-way is
     # interrupted again and resumed at the next start.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from deerid.embed.backbones import efficientnet_lite, resnet
 from deerid.embed.weights import PackagedWeights, PublishedWeights, WeightsSource
+from deerid.errors import Invalid
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,20 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise ValueError(
             f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
         ) from None
+
+
+def load_network(spec: BackboneSpec, path: Path) -> nn.Module:
+    """Build `spec`'s network and load the weights file into it, every key and shape checked."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Training checkpoints often wrap the weights; accept the common wrappers.
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise Invalid(f"{path} does not hold a state dict")
+    network = spec.build()
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise Invalid(f"{path} does not fit {spec.name}: {exc}") from exc
+    return network.eval()

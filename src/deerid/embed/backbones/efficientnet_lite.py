@@ -122,7 +122,7 @@ class _PaddedConv(torch.autograd.Function):
     """`_padded_conv`, exported to ONNX as a single Conv with asymmetric padding (inference only)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, groups, pads):  # type: ignore[override]
+    def forward(_ctx, x, weight, bias, stride, groups, pads):  # type: ignore[override]
         return _padded_conv(x, weight, bias, stride, groups, pads)
 
     @staticmethod

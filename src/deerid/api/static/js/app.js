@@ -107,9 +107,7 @@ export function askToken() {
         h("label", { for: "token-input", class: "sr-only" }, "API token"),
         input,
         h("button", { type: "submit", class: "btn primary" }, "Save token"),
-        tokenSource() === "stored"
-          ? h("button", { type: "button", class: "btn", onclick: () => (saveToken(""), done(true)) }, "Forget")
-          : null,
+        tokenSource() === "stored" ? h("button", { type: "button", class: "btn", onclick: () => (saveToken(""), done(true)) }, "Forget") : null,
       ),
       h("p", { class: "muted small" }, "It is kept in this browser (localStorage) for this site only."),
     );

@@ -193,7 +193,16 @@ export function showPhoto(c, title = "The whole photo") {
         frame.append(box);
       }
       img.addEventListener("error", () => img.classList.add("crop-broken"), { once: true });
-      body.append(frame, h("p", { class: "muted small photo-meta" }, cropMeta(c) || "No time or camera recorded.", " · ", h("a", { href: c.image_url, target: "_blank", rel: "noopener" }, "open on its own")));
+      body.append(
+        frame,
+        h(
+          "p",
+          { class: "muted small photo-meta" },
+          cropMeta(c) || "No time or camera recorded.",
+          " · ",
+          h("a", { href: c.image_url, target: "_blank", rel: "noopener" }, "open on its own"),
+        ),
+      );
     },
     { cls: "photo-modal" },
   );
@@ -202,9 +211,7 @@ export function showPhoto(c, title = "The whole photo") {
 // A candidate's score: a calibrated probability in per cent, else the raw similarity, said as such.
 export function scoreWords(value, calibrated) {
   if (value === null || value === undefined) return { label: calibrated ? "probability" : "similarity", text: "—" };
-  return calibrated
-    ? { label: "probability", text: `${Math.round(Number(value) * 100)} %` }
-    : { label: "similarity", text: Number(value).toFixed(3) };
+  return calibrated ? { label: "probability", text: `${Math.round(Number(value) * 100)} %` } : { label: "similarity", text: Number(value).toFixed(3) };
 }
 
 // A crop with where it comes from; a click shows the whole photo.
@@ -229,4 +236,3 @@ export function cropFigure(c, { cls = "", alt, onFocus, short = false } = {}) {
   }
   return fig;
 }
-

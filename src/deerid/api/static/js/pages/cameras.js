@@ -9,7 +9,12 @@ function offsetWords(seconds) {
   const sign = s > 0 ? "+" : "−";
   let rest = Math.abs(s);
   const parts = [];
-  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]]) {
+  for (const [unit, size] of [
+    ["d", 86400],
+    ["h", 3600],
+    ["min", 60],
+    ["s", 1],
+  ]) {
     const n = Math.floor(rest / size);
     if (n) parts.push(`${n} ${unit}`);
     rest -= n * size;
@@ -24,9 +29,18 @@ function numberOrNull(input) {
 
 export async function cameraPage(view) {
   const cameras = await get("/api/cameras");
-  const head = h("div", { class: "page-head" }, h("h1", {}, "Cameras"), h("p", { class: "muted summary" }, cameras.length ? plural(cameras.length, "camera") : " "));
+  const head = h(
+    "div",
+    { class: "page-head" },
+    h("h1", {}, "Cameras"),
+    h("p", { class: "muted summary" }, cameras.length ? plural(cameras.length, "camera") : " "),
+  );
   if (!cameras.length) {
-    clear(view, head, emptyState("No cameras yet", "Cameras appear when their photos are ingested.", h("a", { href: "/upload", class: "btn primary" }, "Upload photos")));
+    clear(
+      view,
+      head,
+      emptyState("No cameras yet", "Cameras appear when their photos are ingested.", h("a", { href: "/upload", class: "btn primary" }, "Upload photos")),
+    );
     return;
   }
   const rows = cameras.map(row);
@@ -66,8 +80,26 @@ export async function cameraPage(view) {
     let saved = cam;
     const id = (f) => `cam-${cam.id}-${f}`;
     const name = h("input", { id: id("name"), value: cam.name, required: true, maxlength: 200, "aria-label": "Name" });
-    const lat = h("input", { id: id("lat"), type: "number", step: "any", min: -90, max: 90, value: cam.latitude ?? "", placeholder: "—", "aria-label": "Latitude" });
-    const lon = h("input", { id: id("lon"), type: "number", step: "any", min: -180, max: 180, value: cam.longitude ?? "", placeholder: "—", "aria-label": "Longitude" });
+    const lat = h("input", {
+      id: id("lat"),
+      type: "number",
+      step: "any",
+      min: -90,
+      max: 90,
+      value: cam.latitude ?? "",
+      placeholder: "—",
+      "aria-label": "Latitude",
+    });
+    const lon = h("input", {
+      id: id("lon"),
+      type: "number",
+      step: "any",
+      min: -180,
+      max: 180,
+      value: cam.longitude ?? "",
+      placeholder: "—",
+      "aria-label": "Longitude",
+    });
     const offset = h("input", { id: id("offset"), type: "number", step: 1, value: cam.clock_offset_s, "aria-label": "Clock offset in seconds" });
     const offsetHint = h("span", { class: "muted small offset-hint" }, offsetWords(cam.clock_offset_s));
     const save = h("button", { type: "button", class: "btn primary small", id: id("save"), disabled: true }, "Save");
@@ -184,7 +216,15 @@ function exportSection() {
       { class: "muted small" },
       "Every sighting as a CSV, or a Camtrap DP package (a zip) for analysis tools. Camtrap DP needs coordinates for every photo: from its deployment, else its camera's. Times are written in this timezone:",
     ),
-    h("p", {}, tz, " ", link("export-csv", "/api/export/csv", "Sightings (CSV)", "deerid-sightings.csv"), " ", link("export-camtrap", "/api/export/camtrap-dp", "Camtrap DP (zip)", "deerid-camtrap-dp.zip")),
+    h(
+      "p",
+      {},
+      tz,
+      " ",
+      link("export-csv", "/api/export/csv", "Sightings (CSV)", "deerid-sightings.csv"),
+      " ",
+      link("export-camtrap", "/api/export/camtrap-dp", "Camtrap DP (zip)", "deerid-camtrap-dp.zip"),
+    ),
   );
 }
 
@@ -225,12 +265,25 @@ async function deploymentSection(cameras) {
   };
   await fill();
 
-  const camera = h("select", { id: "dep-camera", "aria-label": "Camera" }, cameras.map((c) => h("option", { value: c.id }, c.name)));
+  const camera = h(
+    "select",
+    { id: "dep-camera", "aria-label": "Camera" },
+    cameras.map((c) => h("option", { value: c.id }, c.name)),
+  );
   const location = h("input", { id: "dep-location", placeholder: "Place (optional)", maxlength: 200, "aria-label": "Place" });
   const start = h("input", { id: "dep-start", type: "datetime-local", step: 1, required: true, "aria-label": "From" });
   const end = h("input", { id: "dep-end", type: "datetime-local", step: 1, "aria-label": "Until (empty: still out)" });
   const lat = h("input", { id: "dep-lat", type: "number", step: "any", min: -90, max: 90, required: true, placeholder: "Latitude", "aria-label": "Latitude" });
-  const lon = h("input", { id: "dep-lon", type: "number", step: "any", min: -180, max: 180, required: true, placeholder: "Longitude", "aria-label": "Longitude" });
+  const lon = h("input", {
+    id: "dep-lon",
+    type: "number",
+    step: "any",
+    min: -180,
+    max: 180,
+    required: true,
+    placeholder: "Longitude",
+    "aria-label": "Longitude",
+  });
   const add = h("button", { type: "submit", class: "btn primary small", id: "dep-add" }, "Add deployment");
   const seconds = (v) => (v && v.length === 16 ? `${v}:00` : v);
   const form = h("form", { class: "deployment-form", id: "deployment-form" }, camera, location, start, end, lat, lon, add);

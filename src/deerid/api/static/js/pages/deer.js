@@ -6,7 +6,16 @@ import { categoryChart, hourChart, timelineChart, weekChart } from "../charts.js
 const DAYLIGHT = ["night", "dawn", "day", "dusk", "unknown"];
 const MOON = ["new moon", "waxing crescent", "first quarter", "waxing gibbous", "full moon", "waning gibbous", "last quarter", "waning crescent"];
 // Eight names do not fit under the bars; the full name is in each bar's tooltip.
-const MOON_SHORT = { "new moon": "new", "waxing crescent": "wax. cresc.", "first quarter": "1st qtr", "waxing gibbous": "wax. gibb.", "full moon": "full", "waning gibbous": "wan. gibb.", "last quarter": "last qtr", "waning crescent": "wan. cresc." };
+const MOON_SHORT = {
+  "new moon": "new",
+  "waxing crescent": "wax. cresc.",
+  "first quarter": "1st qtr",
+  "waxing gibbous": "wax. gibb.",
+  "full moon": "full",
+  "waning gibbous": "wan. gibb.",
+  "last quarter": "last qtr",
+  "waning crescent": "wan. cresc.",
+};
 import {
   ASSIGNMENT_LABEL,
   busy,
@@ -68,19 +77,30 @@ export function pickDeer({ title, exclude = [], offerNew = false, confirmLabel }
             { type: "button", class: "pick-item", role: "option", "aria-selected": "false", dataset: { id: d.id } },
             crop(d.crop_url, "", { lazy: true, cls: "crop thumb" }),
             h("span", { class: "pick-name" }, d.name),
-            h("span", { class: "muted small" }, `${SEX_LABEL[d.sex] || d.sex} · ${plural(d.sighting_count, "sighting")} · ${when(d.last_seen, { time: false })}`),
+            h(
+              "span",
+              { class: "muted small" },
+              `${SEX_LABEL[d.sex] || d.sex} · ${plural(d.sighting_count, "sighting")} · ${when(d.last_seen, { time: false })}`,
+            ),
           );
           b.addEventListener("click", () => choose({ deer: d }, b));
           b.addEventListener("dblclick", () => done({ deer: d }));
           return b;
         });
         if (offerNew) {
-          const b = h("button", { type: "button", class: "pick-item pick-new", role: "option", "aria-selected": "false" }, h("span", { class: "crop thumb crop-missing" }, "+"), h("span", { class: "pick-name" }, "A new deer"), h("span", { class: "muted small" }, "split off into its own profile"));
+          const b = h(
+            "button",
+            { type: "button", class: "pick-item pick-new", role: "option", "aria-selected": "false" },
+            h("span", { class: "crop thumb crop-missing" }, "+"),
+            h("span", { class: "pick-name" }, "A new deer"),
+            h("span", { class: "muted small" }, "split off into its own profile"),
+          );
           b.addEventListener("click", () => choose({ newDeer: true }, b));
           buttons.unshift(b);
         }
         clear(list, buttons.length ? buttons : h("p", { class: "muted" }, search.value ? "No other deer has that name." : "There is no other deer."));
-        if (page.total > page.items.length) list.append(h("p", { class: "muted small" }, `Showing ${page.items.length} of ${page.total}: type part of a name to narrow.`));
+        if (page.total > page.items.length)
+          list.append(h("p", { class: "muted small" }, `Showing ${page.items.length} of ${page.total}: type part of a name to narrow.`));
       }
 
       search.addEventListener("input", debounce(load, 250));
@@ -112,23 +132,27 @@ export async function deerPage(view, { params, navigate }) {
     return { deer, line, places, visits, years };
   }
 
-  // `until`: what a change just made must show; a read can overtake the change's commit, so
-  // it is read again a few times until it does.
-  async function refresh(until) {
+  // One read is enough after a change: the server commits before it answers (SessionDep).
+  async function refresh() {
     let data;
     try {
       data = await load();
-      const settled = (d) => d.line.sightings.length === d.deer.sighting_count && (!until || until(d.deer));
-      for (let i = 0; !settled(data) && i < 20; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        data = await load();
-      }
     } catch (err) {
       if (err.status === 404) {
-        clear(view, emptyState("This deer is gone", "It was merged into another deer or all its sightings were moved.", h("a", { href: "/", class: "btn" }, "Back to all deer")));
+        clear(
+          view,
+          emptyState(
+            "This deer is gone",
+            "It was merged into another deer or all its sightings were moved.",
+            h("a", { href: "/", class: "btn" }, "Back to all deer"),
+          ),
+        );
         return;
       }
-      clear(view, errorBox(err, () => refresh()));
+      clear(
+        view,
+        errorBox(err, () => refresh()),
+      );
       return;
     }
     selected = new Set([...selected].filter((d) => data.line.sightings.some((s) => s.detection_id === d)));
@@ -169,7 +193,13 @@ export async function deerPage(view, { params, navigate }) {
           { class: "actions" },
           h(
             "button",
-            { type: "button", class: deer.starred ? "btn starred" : "btn", id: "star-deer", "aria-pressed": String(deer.starred), onclick: (e) => star(deer, e.currentTarget) },
+            {
+              type: "button",
+              class: deer.starred ? "btn starred" : "btn",
+              id: "star-deer",
+              "aria-pressed": String(deer.starred),
+              onclick: (e) => star(deer, e.currentTarget),
+            },
             deer.starred ? "★ Starred" : "☆ Star",
           ),
           h("button", { type: "button", class: "btn", id: "edit-deer", onclick: () => openEdit() }, "Edit name, sex, notes"),
@@ -177,7 +207,12 @@ export async function deerPage(view, { params, navigate }) {
           deer.sighting_count > 1
             ? h(
                 "a",
-                { class: "btn", id: "qc-deer", href: `/review?qc=${deer.id}`, title: "Walk its sightings, worst-fitting first, and split off the ones that are another deer" },
+                {
+                  class: "btn",
+                  id: "qc-deer",
+                  href: `/review?qc=${deer.id}`,
+                  title: "Walk its sightings, worst-fitting first, and split off the ones that are another deer",
+                },
                 "Check sightings (QC)",
               )
             : null,
@@ -188,7 +223,11 @@ export async function deerPage(view, { params, navigate }) {
 
     function openEdit() {
       const name = h("input", { id: "edit-name", value: deer.name, required: true, maxlength: 200 });
-      const sex = h("select", { id: "edit-sex" }, Object.entries(SEX_LABEL).map(([v, l]) => h("option", { value: v }, l)));
+      const sex = h(
+        "select",
+        { id: "edit-sex" },
+        Object.entries(SEX_LABEL).map(([v, l]) => h("option", { value: v }, l)),
+      );
       sex.value = deer.sex;
       const notes = h("textarea", { id: "edit-notes", rows: 3, maxlength: 10000 });
       notes.value = deer.notes || "";
@@ -217,7 +256,7 @@ export async function deerPage(view, { params, navigate }) {
         try {
           const saved = await busy(save, patch(`/api/deer/${deer.id}`, changes));
           notify(`Saved ${saved.name}.`);
-          await refresh((d) => d.name === saved.name && d.sex === saved.sex && d.notes === saved.notes);
+          await refresh();
         } catch (err) {
           notifyError(err, "Could not save: ");
         }
@@ -231,8 +270,18 @@ export async function deerPage(view, { params, navigate }) {
     const charts = h(
       "section",
       { class: "charts" },
-      h("div", { class: "panel" }, h("h2", {}, "Timeline"), line.by_day.length ? timelineChart(line.by_day) : h("p", { class: "muted" }, "No dated sightings.")),
-      h("div", { class: "panel" }, h("h2", {}, "Visits by hour"), visits.by_hour.some(Boolean) ? hourChart(visits.by_hour, { noun: "visit" }) : h("p", { class: "muted" }, "No dated visits.")),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Timeline"),
+        line.by_day.length ? timelineChart(line.by_day) : h("p", { class: "muted" }, "No dated sightings."),
+      ),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Visits by hour"),
+        visits.by_hour.some(Boolean) ? hourChart(visits.by_hour, { noun: "visit" }) : h("p", { class: "muted" }, "No dated visits."),
+      ),
       h(
         "div",
         { class: "panel" },
@@ -242,16 +291,39 @@ export async function deerPage(view, { params, navigate }) {
           : h("p", { class: "muted" }, "No dated visits."),
         visits.by_daylight.unknown ? h("p", { class: "muted small" }, "Unknown: the camera has no coordinates (set them on the Cameras page).") : null,
       ),
-      h("div", { class: "panel" }, h("h2", {}, "Visits by moon phase"), visits.visits - visits.undated ? categoryChart(visits.by_moon, MOON, { title: "Visits by moon phase", cls: "moon-chart", short: MOON_SHORT }) : h("p", { class: "muted" }, "No dated visits.")),
+      h(
+        "div",
+        { class: "panel" },
+        h("h2", {}, "Visits by moon phase"),
+        visits.visits - visits.undated
+          ? categoryChart(visits.by_moon, MOON, { title: "Visits by moon phase", cls: "moon-chart", short: MOON_SHORT })
+          : h("p", { class: "muted" }, "No dated visits."),
+      ),
       h("div", { class: "panel" }, h("h2", {}, "Visits by week of the season"), weekChart(visits.by_week) || h("p", { class: "muted" }, "No dated visits.")),
-      h("p", { class: "muted small charts-note" }, `A visit is one encounter (photos of one camera moments apart), however many photos it holds: ${plural(visits.visits, "visit")}. Times on the camera's clock, ${visits.timezone}; seasons start ${visits.season_start}.`),
+      h(
+        "p",
+        { class: "muted small charts-note" },
+        `A visit is one encounter (photos of one camera moments apart), however many photos it holds: ${plural(visits.visits, "visit")}. Times on the camera's clock, ${visits.timezone}; seasons start ${visits.season_start}.`,
+      ),
     );
 
     const placeTable = places.length
       ? h(
           "table",
           { class: "table", id: "places" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Camera"), h("th", { class: "num" }, "Sightings"), h("th", {}, "First seen"), h("th", {}, "Last seen"), h("th", {}, "Position"))),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", {}, "Camera"),
+              h("th", { class: "num" }, "Sightings"),
+              h("th", {}, "First seen"),
+              h("th", {}, "Last seen"),
+              h("th", {}, "Position"),
+            ),
+          ),
           h(
             "tbody",
             {},
@@ -263,7 +335,13 @@ export async function deerPage(view, { params, navigate }) {
                 h("td", { class: "num" }, String(p.sightings)),
                 h("td", {}, when(p.first_seen)),
                 h("td", {}, when(p.last_seen)),
-                h("td", {}, p.latitude !== null && p.longitude !== null ? `${p.latitude.toFixed(5)}, ${p.longitude.toFixed(5)}` : h("a", { href: "/cameras", class: "muted" }, "not set")),
+                h(
+                  "td",
+                  {},
+                  p.latitude !== null && p.longitude !== null
+                    ? `${p.latitude.toFixed(5)}, ${p.longitude.toFixed(5)}`
+                    : h("a", { href: "/cameras", class: "muted" }, "not set"),
+                ),
               ),
             ),
           ),
@@ -288,7 +366,11 @@ export async function deerPage(view, { params, navigate }) {
       const card = h(
         "figure",
         { class: `card sighting${selected.has(s.detection_id) ? " selected" : ""}`, dataset: { detection: s.detection_id } },
-        h("a", { href: s.image_url, target: "_blank", rel: "noopener", title: "Open the whole photo" }, crop(s.crop_url, `Sighting ${s.detection_id}`, { lazy: true })),
+        h(
+          "a",
+          { href: s.image_url, target: "_blank", rel: "noopener", title: "Open the whole photo" },
+          crop(s.crop_url, `Sighting ${s.detection_id}`, { lazy: true }),
+        ),
         h("label", { class: "pick-box" }, box),
         h(
           "figcaption",
@@ -296,7 +378,11 @@ export async function deerPage(view, { params, navigate }) {
           h("div", { class: "card-title" }, when(s.captured_at)),
           h("div", { class: "card-meta" }, s.camera || "unknown camera"),
           s.event_id != null || s.track_id != null
-            ? h("div", { class: "card-meta muted track-meta" }, [s.event_id != null ? `event ${s.event_id}` : null, s.track_id != null ? `track ${s.track_id}` : null].filter(Boolean).join(" · "))
+            ? h(
+                "div",
+                { class: "card-meta muted track-meta" },
+                [s.event_id != null ? `event ${s.event_id}` : null, s.track_id != null ? `track ${s.track_id}` : null].filter(Boolean).join(" · "),
+              )
             : null,
           h(
             "div",
@@ -320,9 +406,17 @@ export async function deerPage(view, { params, navigate }) {
               h("span", {}, `${plural(n, "sighting")} selected`),
               h("button", { type: "button", class: "btn", id: "move-other", onclick: (e) => move(deer, false, e.currentTarget) }, "Move to another deer…"),
               h("button", { type: "button", class: "btn", id: "move-new", onclick: (e) => move(deer, true, e.currentTarget) }, "Move to a new deer"),
-              h("button", { type: "button", class: "btn link", onclick: () => (selected.clear(), draw({ deer, line, places, visits, years })) }, "Clear selection"),
+              h(
+                "button",
+                { type: "button", class: "btn link", onclick: () => (selected.clear(), draw({ deer, line, places, visits, years })) },
+                "Clear selection",
+              ),
             ]
-          : h("span", { class: "muted small" }, "Tick sightings to move them to another deer or split them off as a new one. Click a picture for the whole photo."),
+          : h(
+              "span",
+              { class: "muted small" },
+              "Tick sightings to move them to another deer or split them off as a new one. Click a picture for the whole photo.",
+            ),
       );
     }
     drawTools();
@@ -334,7 +428,13 @@ export async function deerPage(view, { params, navigate }) {
       charts,
       yearsPanel(deer, years),
       h("section", { class: "panel" }, h("h2", {}, "Cameras where seen"), placeTable),
-      h("section", {}, h("h2", {}, `Sightings (${line.sightings.length})`), toolbar, line.sightings.length ? grid : h("p", { class: "muted" }, "No sightings.")),
+      h(
+        "section",
+        {},
+        h("h2", {}, `Sightings (${line.sightings.length})`),
+        toolbar,
+        line.sightings.length ? grid : h("p", { class: "muted" }, "No sightings."),
+      ),
     );
   }
 
@@ -346,7 +446,7 @@ export async function deerPage(view, { params, navigate }) {
       return;
     }
     notify(deer.starred ? `${deer.name} is off the hit list` : `${deer.name} is on the hit list ★`);
-    await refresh((d) => d.starred === !deer.starred);
+    await refresh();
   }
 
   // One animal's profiles of several seasons (antlers change every year, so the matcher keeps
@@ -360,7 +460,11 @@ export async function deerPage(view, { params, navigate }) {
         h("div", { class: "year-season" }, y.season),
         crop(y.deer.crop_url, `Best picture of ${y.deer.name}`, { cls: "crop year-crop" }),
         y.deer.id === deer.id ? h("b", {}, `${y.deer.name} (this profile)`) : h("a", { href: `/deer/${y.deer.id}` }, y.deer.name),
-        h("div", { class: "muted small" }, `${plural(y.deer.sighting_count, "sighting")} · ${when(y.deer.first_seen, { time: false })} – ${when(y.deer.last_seen, { time: false })}`),
+        h(
+          "div",
+          { class: "muted small" },
+          `${plural(y.deer.sighting_count, "sighting")} · ${when(y.deer.first_seen, { time: false })} – ${when(y.deer.last_seen, { time: false })}`,
+        ),
         y.linked_directly
           ? h("button", { type: "button", class: "btn link unlink-year", onclick: (e) => unlinkYear(deer, y.deer, e.currentTarget) }, "Unlink")
           : y.deer.id === deer.id
@@ -371,10 +475,19 @@ export async function deerPage(view, { params, navigate }) {
     return h(
       "section",
       { class: "panel", id: "years" },
-      h("div", { class: "row" }, h("h2", {}, others.length ? "The same deer in other years" : "Other years"), h("button", { type: "button", class: "btn", id: "link-year", onclick: (e) => linkYear(deer, e.currentTarget) }, "Link another year…")),
+      h(
+        "div",
+        { class: "row" },
+        h("h2", {}, others.length ? "The same deer in other years" : "Other years"),
+        h("button", { type: "button", class: "btn", id: "link-year", onclick: (e) => linkYear(deer, e.currentTarget) }, "Link another year…"),
+      ),
       others.length
         ? h("div", { class: "years" }, cards)
-        : h("p", { class: "muted small" }, "A buck's antlers change every year, so last season's profile of him is often a deer of its own. Link it here: both stay, side by side."),
+        : h(
+            "p",
+            { class: "muted small" },
+            "A buck's antlers change every year, so last season's profile of him is often a deer of its own. Link it here: both stay, side by side.",
+          ),
     );
   }
 
@@ -437,12 +550,12 @@ export async function deerPage(view, { params, navigate }) {
         const note = notify(`Undone: ${names} ${restored.length === 1 ? "is" : "are"} back. `);
         for (const d of restored) note.querySelector(".notice-text").append(h("a", { href: `/deer/${d.id}` }, d.name), " ");
         const back = restored.reduce((n, d) => n + d.sighting_count, 0);
-        await refresh((d) => d.sighting_count === out.deer.sighting_count - back);
+        await refresh();
       } catch (err) {
         notifyError(err, "Could not undo the merge: ");
       }
     });
-    await refresh((d) => d.sighting_count === out.deer.sighting_count);
+    await refresh();
   }
 
   async function move(deer, toNew, button) {
@@ -469,7 +582,7 @@ export async function deerPage(view, { params, navigate }) {
     const note = notify(`Moved ${plural(ids.length, "sighting")} to `);
     note.querySelector(".notice-text").append(h("a", { href: `/deer/${out.deer.id}` }, out.deer.name), target ? "." : " (new deer).");
     if (ids.length >= deer.sighting_count) navigate(`/deer/${out.deer.id}`, { replace: true });
-    else await refresh((d) => d.sighting_count === deer.sighting_count - ids.length);
+    else await refresh();
   }
 
   clear(view, h("p", { class: "muted" }, "Loading…"));

@@ -78,13 +78,7 @@ export async function galleryPage(view) {
   const grid = h("div", { class: "grid deer-grid", id: "deer-grid" });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
 
-  clear(
-    view,
-    h("div", { class: "page-head" }, h("h1", {}, "Deer"), summary),
-    filters,
-    grid,
-    pager,
-  );
+  clear(view, h("div", { class: "page-head" }, h("h1", {}, "Deer"), summary), filters, grid, pager);
 
   get("/api/cameras")
     .then((cams) => {

@@ -21,7 +21,14 @@ export async function qcPage(view, deerId, { navigate }) {
   const stage = h("div", { class: "qc-stage", id: "qc" });
   clear(
     view,
-    h("div", { class: "page-head" }, title, counter, h("span", { class: "nav-spacer" }), h("a", { href: `/deer/${deerId}`, class: "btn", id: "qc-leave" }, "Done ", h("kbd", {}, "Esc"))),
+    h(
+      "div",
+      { class: "page-head" },
+      title,
+      counter,
+      h("span", { class: "nav-spacer" }),
+      h("a", { href: `/deer/${deerId}`, class: "btn", id: "qc-leave" }, "Done ", h("kbd", {}, "Esc")),
+    ),
     stage,
     h(
       "p",
@@ -47,11 +54,16 @@ export async function qcPage(view, deerId, { navigate }) {
   function draw() {
     const { deer, sightings } = data;
     clear(title, "Check sightings of ", h("a", { href: `/deer/${deer.id}` }, deer.name), " ", sexBadge(deer.sex));
-    counter.textContent = sightings.length
-      ? `${pos + 1} of ${sightings.length} · worst-fitting first${split.size ? ` · ${split.size} split off` : ""}`
-      : " ";
+    counter.textContent = sightings.length ? `${pos + 1} of ${sightings.length} · worst-fitting first${split.size ? ` · ${split.size} split off` : ""}` : " ";
     if (sightings.length < 2) {
-      clear(stage, emptyState("Nothing to check", `${deer.name} has ${plural(sightings.length, "sighting")}: there is nothing to compare it with.`, h("a", { href: `/deer/${deer.id}`, class: "btn" }, "Back to the deer")));
+      clear(
+        stage,
+        emptyState(
+          "Nothing to check",
+          `${deer.name} has ${plural(sightings.length, "sighting")}: there is nothing to compare it with.`,
+          h("a", { href: `/deer/${deer.id}`, class: "btn" }, "Back to the deer"),
+        ),
+      );
       return;
     }
     const s = sightings[pos];
@@ -65,7 +77,17 @@ export async function qcPage(view, deerId, { navigate }) {
     const current = h(
       "section",
       { class: `panel qc-current${newDeer ? " is-split" : ""}`, id: "qc-current", dataset: { detection: s.detection_id, state: newDeer ? "split" : "kept" } },
-      h("h2", {}, `Sighting ${pos + 1}`, h("span", { class: "qc-fit", title: "How well this sighting matches the rest of the deer: the lower, the likelier it is another deer" }, "fit ", h("strong", { id: "qc-fit" }, fitWords(s.fit)))),
+      h(
+        "h2",
+        {},
+        `Sighting ${pos + 1}`,
+        h(
+          "span",
+          { class: "qc-fit", title: "How well this sighting matches the rest of the deer: the lower, the likelier it is another deer" },
+          "fit ",
+          h("strong", { id: "qc-fit" }, fitWords(s.fit)),
+        ),
+      ),
       cropFigure(s, { cls: "qc-crop", alt: `sighting ${s.detection_id}` }),
       newDeer
         ? h(
@@ -81,7 +103,11 @@ export async function qcPage(view, deerId, { navigate }) {
       { class: "panel qc-reference" },
       h("h2", {}, `The rest of ${deer.name}, best-fitting first`),
       reference.length
-        ? h("div", { class: "qc-ref-crops" }, reference.map((x) => cropFigure(x, { cls: "qc-ref", alt: `sighting ${x.detection_id}` })))
+        ? h(
+            "div",
+            { class: "qc-ref-crops" },
+            reference.map((x) => cropFigure(x, { cls: "qc-ref", alt: `sighting ${x.detection_id}` })),
+          )
         : h("p", { class: "muted" }, "No other sighting is left in this deer."),
     );
     const actions = h(
@@ -201,8 +227,20 @@ export async function qcPage(view, deerId, { navigate }) {
   try {
     data = await get(`/api/deer/${deerId}/qc`);
   } catch (err) {
-    if (err.status === 404) clear(stage, emptyState("This deer is gone", "It was merged into another deer or all its sightings were moved.", h("a", { href: "/", class: "btn" }, "Back to all deer")));
-    else clear(stage, errorBox(err, () => navigate(location.pathname + location.search, { replace: true })));
+    if (err.status === 404)
+      clear(
+        stage,
+        emptyState(
+          "This deer is gone",
+          "It was merged into another deer or all its sightings were moved.",
+          h("a", { href: "/", class: "btn" }, "Back to all deer"),
+        ),
+      );
+    else
+      clear(
+        stage,
+        errorBox(err, () => navigate(location.pathname + location.search, { replace: true })),
+      );
     return { cleanup: () => document.removeEventListener("keydown", onKey) };
   }
   draw();

@@ -139,11 +139,7 @@ export async function reviewPage(view, { query: params, navigate }) {
       "span",
       { class: "review-nav" },
       h("button", { type: "button", class: "btn", id: "review-back", disabled: pos === 0, onclick: () => step(-1), title: "Previous screen (←)" }, "← Back"),
-      h(
-        "button",
-        { type: "button", class: "btn", id: "review-forward", disabled: atLive, onclick: () => step(1), title: "Next screen (→)" },
-        "Forward →",
-      ),
+      h("button", { type: "button", class: "btn", id: "review-forward", disabled: atLive, onclick: () => step(1), title: "Next screen (→)" }, "Forward →"),
     );
   }
 
@@ -176,11 +172,28 @@ export async function reviewPage(view, { query: params, navigate }) {
       : h(
           "div",
           { class: "decide" },
-          h("button", { type: "button", class: "btn", id: "decide-none", onclick: () => decide("none"), title: "None of these is the same deer: it stays its own" }, "None of these ", h("kbd", {}, "n")),
-          h("button", { type: "button", class: "btn", id: "decide-skip", onclick: () => decide("skip"), title: "Cannot tell from these pictures (e.g. only legs)" }, "Skip, not comparable ", h("kbd", {}, "s")),
           h(
             "button",
-            { type: "button", class: "btn", id: "review-undo", disabled: lastUndoable() < 0, onclick: () => undo(lastUndoable()), title: "Undo the last decision" },
+            { type: "button", class: "btn", id: "decide-none", onclick: () => decide("none"), title: "None of these is the same deer: it stays its own" },
+            "None of these ",
+            h("kbd", {}, "n"),
+          ),
+          h(
+            "button",
+            { type: "button", class: "btn", id: "decide-skip", onclick: () => decide("skip"), title: "Cannot tell from these pictures (e.g. only legs)" },
+            "Skip, not comparable ",
+            h("kbd", {}, "s"),
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "btn",
+              id: "review-undo",
+              disabled: lastUndoable() < 0,
+              onclick: () => undo(lastUndoable()),
+              title: "Undo the last decision",
+            },
             "Undo last ",
             h("kbd", {}, "u"),
           ),
@@ -210,7 +223,13 @@ export async function reviewPage(view, { query: params, navigate }) {
         "h2",
         {},
         screen.candidates.length ? `Is it one of these ${plural(screen.candidates.length, "deer", "deer")}?` : "No candidate to compare with",
-        screen.calibrated ? null : h("span", { class: "muted small uncalibrated", title: "This model has no calibration: the numbers are raw cosine similarities, not probabilities." }, " (raw similarity: no calibration yet)"),
+        screen.calibrated
+          ? null
+          : h(
+              "span",
+              { class: "muted small uncalibrated", title: "This model has no calibration: the numbers are raw cosine similarities, not probabilities." },
+              " (raw similarity: no calibration yet)",
+            ),
       ),
       screen.candidates.length
         ? h("ol", { class: "candidates", id: "review-candidates" }, cards)
@@ -248,7 +267,10 @@ export async function reviewPage(view, { query: params, navigate }) {
         h("span", { class: "cand-name" }, h("a", { href: `/deer/${c.deer.id}` }, c.deer.name), sexBadge(c.deer.sex)),
         h(
           "span",
-          { class: "score", title: screen.calibrated ? "Calibrated probability that it is the same animal" : "Raw cosine similarity: this model has no calibration yet" },
+          {
+            class: "score",
+            title: screen.calibrated ? "Calibrated probability that it is the same animal" : "Raw cosine similarity: this model has no calibration yet",
+          },
           h("span", { class: "score-label" }, score.label),
           h("strong", { class: "score-value" }, score.text),
           h("span", { class: "score-bar" }, bar),
@@ -257,7 +279,9 @@ export async function reviewPage(view, { query: params, navigate }) {
       h(
         "div",
         { class: "cand-crops" },
-        c.crops.length ? c.crops.map((x, i) => cropFigure(x, { cls: "cand-crop", alt: `${c.deer.name}, crop ${i + 1}`, short: true })) : h("p", { class: "muted small" }, "no picture"),
+        c.crops.length
+          ? c.crops.map((x, i) => cropFigure(x, { cls: "cand-crop", alt: `${c.deer.name}, crop ${i + 1}`, short: true }))
+          : h("p", { class: "muted small" }, "no picture"),
       ),
       h(
         "div",
@@ -269,7 +293,13 @@ export async function reviewPage(view, { query: params, navigate }) {
             : null
           : h(
               "button",
-              { type: "button", class: "btn small primary pick", id: `pick-${c.rank}`, onclick: () => decide("match", c.rank), title: `The same deer as ${c.deer.name}: merge them` },
+              {
+                type: "button",
+                class: "btn small primary pick",
+                id: `pick-${c.rank}`,
+                onclick: () => decide("match", c.rank),
+                title: `The same deer as ${c.deer.name}: merge them`,
+              },
               "Same deer",
               key ? h("kbd", {}, key) : null,
             ),

@@ -30,15 +30,27 @@ export async function seasonPage(view, { query: params, navigate }) {
     h(
       "div",
       { class: "row" },
-      h("button", { type: "button", class: "btn", id: "season-prev", onclick: () => go({ at: shiftYear(season.start, -1), sex: sexFilter || null }) }, "← Earlier season"),
-      h("button", { type: "button", class: "btn", id: "season-next", onclick: () => go({ at: shiftYear(season.start, 1), sex: sexFilter || null }) }, "Later season →"),
+      h(
+        "button",
+        { type: "button", class: "btn", id: "season-prev", onclick: () => go({ at: shiftYear(season.start, -1), sex: sexFilter || null }) },
+        "← Earlier season",
+      ),
+      h(
+        "button",
+        { type: "button", class: "btn", id: "season-next", onclick: () => go({ at: shiftYear(season.start, 1), sex: sexFilter || null }) },
+        "Later season →",
+      ),
     ),
   );
-  const nowLine = season.now
-    ? h("p", { class: "muted small" }, `“This week” is the 7 days up to the newest photo, ${when(season.now)}.`)
-    : null;
+  const nowLine = season.now ? h("p", { class: "muted small" }, `“This week” is the 7 days up to the newest photo, ${when(season.now)}.`) : null;
   if (!season.deer.length) {
-    clear(view, head, nowLine, emptyState("No deer this season", "Ingest photos, or look at another season."), h("section", { class: "panel" }, h("h2", {}, "Cameras"), cameraMap(season.cameras.map(flat))));
+    clear(
+      view,
+      head,
+      nowLine,
+      emptyState("No deer this season", "Ingest photos, or look at another season."),
+      h("section", { class: "panel" }, h("h2", {}, "Cameras"), cameraMap(season.cameras.map(flat))),
+    );
     return;
   }
   const stats = h(
@@ -60,7 +72,20 @@ export async function seasonPage(view, { query: params, navigate }) {
   const table = h(
     "table",
     { class: "table", id: "season-deer" },
-    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Deer"), h("th", { class: "num" }, "Visits"), h("th", {}, "First seen this season"), h("th", {}, "Last seen"), h("th", {}, ""))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", {}, ""),
+        h("th", {}, "Deer"),
+        h("th", { class: "num" }, "Visits"),
+        h("th", {}, "First seen this season"),
+        h("th", {}, "Last seen"),
+        h("th", {}, ""),
+      ),
+    ),
     h(
       "tbody",
       {},

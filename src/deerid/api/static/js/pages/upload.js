@@ -69,7 +69,13 @@ export async function uploadPage(view, { navigate }) {
     for (const f of files) data.append("files", f, f.name);
     if (detections.files[0]) data.append("detections", detections.files[0], detections.files[0].name);
     status.hidden = false;
-    const sent = (loaded, total) => clear(status, h("h2", {}, "Sending photos"), bar("up-bytes", "Megabytes sent", Math.round(loaded / 1024 / 1024), Math.round(total / 1024 / 1024) || 1), h("p", { class: "muted small" }, "Keep this page open until the photos are sent."));
+    const sent = (loaded, total) =>
+      clear(
+        status,
+        h("h2", {}, "Sending photos"),
+        bar("up-bytes", "Megabytes sent", Math.round(loaded / 1024 / 1024), Math.round(total / 1024 / 1024) || 1),
+        h("p", { class: "muted small" }, "Keep this page open until the photos are sent."),
+      );
     sent(0, 1);
     try {
       const job = await busy(send, upload("/api/uploads", data, sent));
@@ -87,7 +93,11 @@ export async function uploadPage(view, { navigate }) {
   clear(
     view,
     h("div", { class: "page-head" }, h("h1", {}, "Upload photos")),
-    h("p", { class: "muted" }, "Photos from a trail-camera card: deerid finds the deer in them, tells the individuals apart and adds the sightings to their profiles."),
+    h(
+      "p",
+      { class: "muted" },
+      "Photos from a trail-camera card: deerid finds the deer in them, tells the individuals apart and adds the sightings to their profiles.",
+    ),
     form,
     status,
   );
@@ -95,7 +105,8 @@ export async function uploadPage(view, { navigate }) {
   function drawJob(job) {
     status.hidden = false;
     const s = job.status;
-    const title = {
+    const title =
+      {
         queued: "Photos received, waiting to start",
         running: "Working on the photos",
         done: "Finished",
@@ -120,9 +131,26 @@ export async function uploadPage(view, { navigate }) {
         ["Failed", r.failed],
       ].filter(([, v]) => v !== undefined && v !== null);
       parts.push(
-        h("table", { class: "table summary-table", id: "up-summary" }, h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { class: "num" }, String(v)))))),
+        h(
+          "table",
+          { class: "table summary-table", id: "up-summary" },
+          h(
+            "tbody",
+            {},
+            rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { class: "num" }, String(v)))),
+          ),
+        ),
         r.skipped && r.skipped.length
-          ? h("details", {}, h("summary", {}, `${plural(r.skipped.length, "file")} skipped`), h("ul", {}, r.skipped.map((x) => h("li", {}, `${x.file}: ${x.reason}`))))
+          ? h(
+              "details",
+              {},
+              h("summary", {}, `${plural(r.skipped.length, "file")} skipped`),
+              h(
+                "ul",
+                {},
+                r.skipped.map((x) => h("li", {}, `${x.file}: ${x.reason}`)),
+              ),
+            )
           : null,
         h(
           "p",
@@ -136,7 +164,13 @@ export async function uploadPage(view, { navigate }) {
     if (s === "failed") parts.push(h("p", { class: "error-box", role: "alert" }, job.error || "The ingest failed without saying why."));
     if (s === "interrupted")
       parts.push(
-        h("p", { class: "error-box", role: "alert" }, "The server stopped while it worked on this upload. The photos are stored; ", h("code", {}, "deerid reid --all"), " finishes their deer."),
+        h(
+          "p",
+          { class: "error-box", role: "alert" },
+          "The server stopped while it worked on this upload. The photos are stored; ",
+          h("code", {}, "deerid reid --all"),
+          " finishes their deer.",
+        ),
       );
     clear(status, parts);
   }

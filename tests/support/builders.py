@@ -3,12 +3,7 @@ matching answer is known."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,14 +18,14 @@ MODEL = "test-model-1"
 T0 = datetime(2024, 11, 1, 6, 0)
 
 
-def unit(seed: int, dim: int = 512) -> np.ndarray:
+def random_unit_vector(seed: int, dim: int = 512) -> np.ndarray:
     vec = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
     return vec / np.linalg.norm(vec)
 
 
 def near(vec: np.ndarray, cosine: float, seed: int) -> np.ndarray:
     """A unit vector at exactly `cosine` similarity to `vec`."""
-    other = unit(seed)
+    other = random_unit_vector(seed)
     other -= other.dot(vec) * vec
     other /= np.linalg.norm(other)
     out = cosine * vec + np.sqrt(1 - cosine**2) * other
@@ -97,28 +92,3 @@ def deer_row(world: World, deer_id: object) -> Deer:
         deer = s.get(Deer, deer_id)
         assert deer is not None
         return deer
-
-
-def start_server(app: Any) -> tuple[str, Callable[[], None]]:
-    """A real uvicorn server for `app` on a free local port (browser tests): its base URL and
-    the function that stops it."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-
-    def stop() -> None:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
