@@ -15,14 +15,14 @@ run: $(STAMP)
 	$(BIN)/deerid $(ARGS)
 
 ## set up, lint and run the whole test suite (PYTEST_ARGS="-k ingest" to narrow)
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## ruff (style, complexity, unused arguments) and mypy (src/deerid)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 ## speed and accuracy benchmarks (minutes): medians over repeated runs
 bench: $(STAMP)

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from deerid.embed.backbones import get_backbone_spec
+from deerid.embed.backbones import get_backbone_spec, load_network
 from deerid.embed.backbones.resnet import ResNet50
 from deerid.embed.weights import (
     PackagedWeights,
     PublishedWeights,
     WeightsHashMismatchError,
     WeightsUnavailableError,
-    load_network,
     resolve_weights,
     sha256_file,
 )

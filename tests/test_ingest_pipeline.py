@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,11 +21,10 @@ from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.tables import Camera, Deer, Detection, DetectionStatus, Image
 from deerid.pipeline.ingest import ingest
+from support.cli import invoke
 from support.db import create_database
-from support.env import subprocess_env
 from support.paths import FEEDER, FEEDER_JSON, MEGADETECTOR
 
-DEERID = str(Path(sys.executable).parent / "deerid")
 GROUND_TRUTH = json.loads(FEEDER_JSON.read_text())
 REQUIRED_KEYS = {
     "photos",
@@ -44,10 +41,6 @@ REQUIRED_KEYS = {
 }
 
 
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DEERID, *args], env=subprocess_env(settings), capture_output=True, text=True)
-
-
 def last_json(out: str) -> dict:  # type: ignore[type-arg]
     return json.loads(out.strip().splitlines()[-1])
 
@@ -57,11 +50,11 @@ def feeder(pg_root: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     """The feeder set ingested twice through the CLI: (its context, first summary, second summary)."""
     data_dir = tmp_path_factory.mktemp("feeder-data")
     settings = Settings(database_url=create_database(pg_root), data_dir=data_dir, device="cpu")
-    first = run_cli(settings, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
-    assert first.returncode == 0, first.stderr
-    second = run_cli(settings, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
-    assert second.returncode == 0, second.stderr
     with Deerid(settings) as deerid:
+        first = invoke(deerid, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
+        assert first.returncode == 0, first.stderr
+        second = invoke(deerid, "ingest", str(FEEDER), "--detections", str(FEEDER_JSON), "--json")
+        assert second.returncode == 0, second.stderr
         yield deerid, last_json(first.stdout), last_json(second.stdout)
 
 
@@ -144,22 +137,21 @@ def test_classes_sexes_and_statuses(feeder) -> None:  # type: ignore[no-untyped-
 
 def test_deer_list_and_show(feeder) -> None:  # type: ignore[no-untyped-def]
     deerid, first, _ = feeder
-    settings = deerid.settings
-    listed = run_cli(settings, "deer", "list", "--json")
+    listed = invoke(deerid, "deer", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert len(rows) == first["new_deer"]
     assert sum(r["sightings"] for r in rows) == 65
     top = max(rows, key=lambda r: r["sightings"])
-    shown = run_cli(settings, "deer", "show", top["id"][:8], "--json")
+    shown = invoke(deerid, "deer", "show", top["id"][:8], "--json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
     assert detail["id"] == top["id"] and len(detail["sightings"]) == top["sightings"]
     times = [s["captured_at"] for s in detail["sightings"] if s["captured_at"]]
     assert times == sorted(times) and detail["first_seen"] == times[0]
-    table = run_cli(settings, "deer", "list")
+    table = invoke(deerid, "deer", "list")
     assert top["name"] in table.stdout
-    missing = run_cli(settings, "deer", "show", "no-such-deer")
+    missing = invoke(deerid, "deer", "show", "no-such-deer")
     assert missing.returncode == 2 and "no deer matches" in missing.stderr
 
 
@@ -207,18 +199,18 @@ def test_bad_input_is_reported_and_the_rest_is_kept(
         assert s.execute(sa.select(sa.func.count(Image.id))).scalar() == 3
 
 
-def test_malformed_detections_file_stores_nothing(settings: Settings, deerid: Deerid, tmp_path: Path) -> None:
+def test_malformed_detections_file_stores_nothing(deerid: Deerid, tmp_path: Path) -> None:
     bad = tmp_path / "md.json"
     bad.write_text('{"images": [ {"file": "IMG_2263.JPG", ')
-    out = run_cli(settings, "ingest", str(FEEDER), "--detections", str(bad))
+    out = invoke(deerid, "ingest", str(FEEDER), "--detections", str(bad))
     assert out.returncode == 2
     assert "not valid JSON" in out.stderr and "Traceback" not in out.stderr
     with deerid.sessions() as s:
         assert s.execute(sa.select(sa.func.count(Image.id))).scalar() == 0
 
 
-def test_missing_photo_folder_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
-    out = run_cli(settings, "ingest", str(tmp_path / "nope"), "--detections", str(FEEDER_JSON))
+def test_missing_photo_folder_is_a_clear_error(deerid: Deerid, tmp_path: Path) -> None:
+    out = invoke(deerid, "ingest", str(tmp_path / "nope"), "--detections", str(FEEDER_JSON))
     assert out.returncode == 2 and "not found" in out.stderr and "Traceback" not in out.stderr
 
 

@@ -11,12 +11,12 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from deerid.api.main import create_app
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.app import Deerid
+from deerid.core.config import Settings
 from support.builders import World, assign, random_unit_vector
+from support.cli import invoke
 
 TOKEN = "links-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -105,26 +105,18 @@ def test_a_merge_keeps_links_and_stars(api: TestClient, bucks: list[str], world:
     assert api.get(f"/api/deer/{bucks[1]}").json()["starred"] is True
 
 
-def test_cli_star_list_and_link_in_process(settings: Settings, bucks: list[str]) -> None:
+def test_cli_star_list_and_link_in_process(deerid: Deerid, bucks: list[str]) -> None:
     """Tried: `deer star`, `deer list --starred --json`, `deer link` printing the seasons side by
     side, a self-link refused in one line (exit 2), `deer link --remove` of an unlinked pair."""
-    env = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir)}
-    runner = CliRunner()
-    reset_settings_cache()
-    try:
-        star = runner.invoke(app, ["deer", "star", bucks[2]], env=env)
-        listed = runner.invoke(app, ["deer", "list", "--starred", "--json"], env=env)
-        linked = runner.invoke(
-            app, ["deer", "link", bucks[2], bucks[0], "--note", "same brow tines"], env=env
-        )
-        itself = runner.invoke(app, ["deer", "link", bucks[0], bucks[0]], env=env)
-        absent = runner.invoke(app, ["deer", "link", bucks[1], bucks[0], "--remove"], env=env)
-    finally:
-        reset_settings_cache()
-    assert star.exit_code == 0 and "starred" in star.output
+    star = invoke(deerid, "deer", "star", bucks[2])
+    listed = invoke(deerid, "deer", "list", "--starred", "--json")
+    linked = invoke(deerid, "deer", "link", bucks[2], bucks[0], "--note", "same brow tines")
+    itself = invoke(deerid, "deer", "link", bucks[0], bucks[0])
+    absent = invoke(deerid, "deer", "link", bucks[1], bucks[0], "--remove")
+    assert star.returncode == 0 and "starred" in star.output
     rows = json.loads(listed.output.strip().splitlines()[-1])
     assert [r["id"] for r in rows] == [bucks[2]] and rows[0]["starred"] is True
-    assert linked.exit_code == 0, linked.output
+    assert linked.returncode == 0, linked.output
     assert "2022–23:" in linked.output and "2024–25:" in linked.output
-    assert itself.exit_code == 2 and "itself" in itself.output and "Traceback" not in itself.output
-    assert absent.exit_code == 2 and "not linked" in absent.output
+    assert itself.returncode == 2 and "itself" in itself.output and "Traceback" not in itself.output
+    assert absent.returncode == 2 and "not linked" in absent.output

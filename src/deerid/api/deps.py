@@ -24,7 +24,7 @@ PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarde
 
 def get_context(request: Request) -> Deerid:
     """The process's runtime context, made by `create_app` and closed by its lifespan."""
-    return request.app.state.deerid  # type: ignore[no-any-return]
+    return request.app.state.deerid
 
 
 ContextDep = Annotated[Deerid, Depends(get_context)]

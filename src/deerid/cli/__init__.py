@@ -7,6 +7,7 @@ lists them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -51,6 +52,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(export_app, name="export")
 app.add_typer(deployments_app, name="deployments")
 
+command: Callable[..., None]  # the commands' signatures differ
 for command in (status, config, ingest, report, reid, worker):
     app.command()(command)
 app.command("eval")(eval_)

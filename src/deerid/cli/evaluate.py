@@ -179,6 +179,8 @@ def calibrate(
     cal = result.calibration
     probability = result.probability
     if from_db:
+        # --from-db evaluates with the embedder's model id (`_evaluate`), never None.
+        assert result.model_id is not None
         # What people decided, rejected pairs included (the folder fit has no rejections).
         probability = fit_from_db(app, result.model_id)
     out = result.as_dict()

@@ -26,7 +26,7 @@ def models_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
     settings = context(ctx).settings
     active, _ = active_model_name(settings)
     entries = list_models(settings)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": e.name,
             "kind": e.kind,

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +17,9 @@ from typer.core import TyperGroup
 from deerid.errors import DeeridError
 
 if TYPE_CHECKING:
+    # The Context TyperGroup.invoke declares: typer vendors its own click.
+    from typer._click import Context as ClickContext
+
     from deerid.app import Deerid
 
 # Piped output (logs, `| less`) would otherwise be squeezed to 80 columns and truncate dates.
@@ -40,7 +42,7 @@ class _Edge(TyperGroup):
     """The one place where an error the user can fix becomes one line instead of a traceback;
     anything that is not a DeeridError is a bug, and its traceback is what a report needs."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except DeeridError as exc:

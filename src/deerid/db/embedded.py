@@ -63,7 +63,7 @@ def _can_lock(path: Path) -> bool:
         return False
 
 
-def _patch_pgserver(pgserver) -> None:  # type: ignore[no-untyped-def]
+def _patch_pgserver(pgserver) -> None:
     """Work around two pgserver limits, once per process.
 
     - Its machine-wide lock file (`/tmp/.lockfile` without XDG_RUNTIME_DIR) may

@@ -65,7 +65,7 @@ def read_database_id(engine: sa.Engine) -> str:
     return str(value.hex)
 
 
-def alembic_config(engine: sa.Engine):  # type: ignore[no-untyped-def]
+def alembic_config(engine: sa.Engine):
     from alembic.config import Config
 
     cfg = Config()

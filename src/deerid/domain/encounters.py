@@ -74,7 +74,7 @@ def group_events(shots: Sequence[Shot], gap_s: float) -> list[EventGroup]:
         if reason is not None:
             alone.append(EventGroup((shot.key,), shot.camera, shot.time, shot.time, reason))
         else:
-            by_camera.setdefault(shot.camera, []).append(shot)  # type: ignore[arg-type]
+            by_camera.setdefault(shot.camera, []).append(shot)
     groups: list[EventGroup] = []
     for camera in sorted(by_camera, key=str):
         ordered = sorted(by_camera[camera], key=lambda s: (s.time, s.key))

@@ -89,6 +89,8 @@ def build_projection(config: HeadConfig, classifier_weight: torch.Tensor | None 
 
 
 class EmbeddingHead(nn.Module):
+    projection: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, config: HeadConfig, projection: torch.Tensor) -> None:
         super().__init__()
         if tuple(projection.shape) != (config.in_dim, config.out_dim):

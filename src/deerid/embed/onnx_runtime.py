@@ -28,7 +28,7 @@ import threading
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from torch import nn
 from deerid.core.files import sha256_file
 from deerid.embed.preprocess import BatchedEmbedder
 from deerid.errors import Unavailable
+
+if TYPE_CHECKING:
+    from deerid.embed.backbones import Backbone
 
 ONNX_FILE = "model.onnx"
 RECORD_FILE = "model.onnx.json"
@@ -75,7 +78,7 @@ def cpu_cores() -> int:
 class _Network(nn.Module):
     """Backbone features → head: the function `Embedder._forward` computes, as one module."""
 
-    def __init__(self, network: nn.Module, head: nn.Module) -> None:
+    def __init__(self, network: Backbone, head: nn.Module) -> None:
         super().__init__()
         self.network = network
         self.head = head

@@ -68,6 +68,8 @@ class Tail(nn.Module):
     inference path identical to training.
     """
 
+    center: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, network: EfficientNetLite, split: int, gem_p: float = 3.0) -> None:
         super().__init__()
         self.split = split
@@ -104,8 +106,9 @@ class Tail(nn.Module):
         return F.normalize(self.forward(x) - self.center, dim=1)
 
 
-def split_network(network: EfficientNetLite, trainable_blocks: int) -> tuple[Trunk, Tail]:
+def split_network(network: nn.Module, trainable_blocks: int) -> tuple[Trunk, Tail]:
     total = n_blocks(network)
+    assert isinstance(network, EfficientNetLite)  # n_blocks has raised for any other backbone
     if not 0 <= trainable_blocks <= total:
         raise ValueError(f"trainable_blocks must be in 0..{total}, got {trainable_blocks}")
     split = total - trainable_blocks

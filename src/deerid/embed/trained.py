@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from deerid.embed.backbones import get_backbone_spec, load_network
 from deerid.embed.model_file import MODEL_FILE, WEIGHTS_FILE, TrainedModelFile, load_model_file, state_sha256
 from deerid.embed.preprocess import BatchedEmbedder
-from deerid.embed.tail import Tail, Trunk, resolve_device, split_network
+from deerid.embed.tail import Tail, Trunk, n_blocks, resolve_device, split_network
 from deerid.embed.weights import resolve_weights
 from deerid.errors import Unavailable
 
@@ -95,7 +95,8 @@ def load_trained_embedder(model_dir: Path, device: str = "cpu", batch_size: int 
     spec = get_backbone_spec(model_file.backbone)
     weights = resolve_weights(spec.weights, expected_sha256=model_file.base_weights_sha256)
     network = load_network(spec, weights.path)
-    trainable = len(network._blocks) - model_file.split_block
+    # n_blocks refuses, in words, a backbone training never writes (a hand-edited model.json).
+    trainable = n_blocks(network) - model_file.split_block
     trunk, tail = split_network(network, trainable)
     try:
         state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)

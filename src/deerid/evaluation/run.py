@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,15 @@ from deerid.evaluation.pairs import fit_probability, probability_table
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics
 from deerid.evaluation.review import ReviewCurve, ReviewOptions, simulate_review
 from deerid.evaluation.similarity import SimilarityStats, similarity_stats
+
+
+class _StreamOptions(TypedDict):
+    """The arrival-order options every open-set stream of one evaluation shares."""
+
+    orders: int
+    seed: int
+    capture_order: Sequence[Any] | None
+    aggregation: Aggregation
 
 
 class SupportsEmbed(Protocol):
@@ -125,7 +134,12 @@ def evaluate_vectors(
         raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
     data = LabelledSet.build(vectors, individuals, sightings)
     require_calibration_data(data)
-    stream = {"orders": orders, "seed": seed, "capture_order": capture_order, "aggregation": aggregation}
+    stream: _StreamOptions = {
+        "orders": orders,
+        "seed": seed,
+        "capture_order": capture_order,
+        "aggregation": aggregation,
+    }
     sweep = sweep_openset(data, thresholds, **stream)
     return EvaluationResult(
         n_images=len(data),

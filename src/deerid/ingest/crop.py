@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -102,11 +102,11 @@ def crop_boxes(
 
 
 def iter_crops(
-    path: Path,
+    path: Path | str,
     bboxes: Sequence[Sequence[float]],
     min_size: int = MIN_CROP_SIZE,
     target_size: int | None = None,
-) -> Iterator[CropResult]:
+) -> Generator[CropResult]:
     """`crop_boxes` one crop at a time, from one decode of the photo.
 
     Memory is the decoded photo plus whatever crops the caller keeps, not one
@@ -175,7 +175,7 @@ def _clamp(value: int, upper: int) -> int:
 _ITEM, _END, _ERROR = range(3)
 
 
-def prefetch(items: Iterable[T], ahead: int) -> Iterator[T]:
+def prefetch(items: Iterable[T], ahead: int) -> Generator[T]:
     """Yield `items` in order, produced by one background thread at most `ahead` items ahead.
 
     Decoding, cropping and resizing a JPEG release the GIL, so photos are read

@@ -223,7 +223,9 @@ def parse_exif_datetime(value: object) -> datetime | None:
     if match is None:
         return None
     try:
-        return datetime(*(int(group) for group in match.groups()))
+        # Named, not star-unpacked: mypy would let the ints fill `tzinfo` too.
+        year, month, day, hour, minute, second = (int(group) for group in match.groups())
+        return datetime(year, month, day, hour, minute, second)
     except ValueError:
         # "0000:00:00 00:00:00" is what cameras write when the clock was never set.
         return None

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -308,7 +308,10 @@ def _agreed(readings: Sequence[tuple[str, ParsedStrip]]) -> bool:
     return bool(times) and max(times.values()) >= 2
 
 
-def _vote(values: Iterable[object]) -> object | None:
+_T = TypeVar("_T")
+
+
+def _vote(values: Iterable[_T | None]) -> _T | None:
     """The most frequent value; a tie goes to the earliest (the preparations are ordered by merit)."""
     listed = [v for v in values if v is not None]
     if not listed:
@@ -316,6 +319,18 @@ def _vote(values: Iterable[object]) -> object | None:
     counts = Counter(listed)
     best = max(counts.values())
     return next(v for v in listed if counts[v] == best)
+
+
+class _Settled(TypedDict):
+    """The fields of a `StripReading` that `_settle` decides whatever the outcome."""
+
+    camera_name: str | None
+    temperature_f: int | None
+    day: date | None
+    clock: timedelta | None
+    text: str
+    place: BandPlace
+    text_height_px: int
 
 
 def _settle(
@@ -326,13 +341,13 @@ def _settle(
     parsed = [p for _, p in readings]
     day = _vote(p.day for p in parsed)
     minute = _vote((p.clock.seconds // 60) if p.clock is not None else None for p in parsed)
-    clock = None
+    clock: timedelta | None = None
     has_seconds = False
     if minute is not None:
         same = [p for p in parsed if p.clock is not None and p.clock.seconds // 60 == minute]
         with_seconds = _vote(p.clock for p in same if p.has_seconds)
         has_seconds = with_seconds is not None
-        clock = with_seconds if has_seconds else timedelta(minutes=int(minute))  # type: ignore[arg-type]
+        clock = with_seconds if has_seconds else timedelta(minutes=int(minute))
     text = next((t for t, p in readings if p.day == day and p.clock == clock), "") or next(
         (t for t, _ in readings if t), ""
     )
@@ -341,7 +356,7 @@ def _settle(
     agreeing = [p for p in parsed if p.day == day] or parsed
     name = _vote(p.camera_name for p in agreeing)
     temperature = _vote(p.temperature_f for p in agreeing)
-    common = {
+    common: _Settled = {
         "camera_name": name,
         "temperature_f": temperature,
         "day": day,
@@ -351,14 +366,14 @@ def _settle(
         "text_height_px": text_height,
     }
     if day is not None and clock is not None:
-        captured = datetime.combine(day, datetime.min.time()) + clock  # type: ignore[arg-type]
+        captured = datetime.combine(day, datetime.min.time()) + clock
         if captured <= now + timedelta(days=1):
-            return StripReading(captured_at=captured, has_seconds=has_seconds, status="read", **common)  # type: ignore[arg-type]
+            return StripReading(captured_at=captured, has_seconds=has_seconds, status="read", **common)
     problems = [p.problem for p in parsed if p.problem]
     if problems:
-        return StripReading(problem=problems[0], status="invalid_date", **common)  # type: ignore[arg-type]
+        return StripReading(problem=problems[0], status="invalid_date", **common)
     problem = "no date and time in the strip" if text else "no text read"
-    return StripReading(problem=problem, status="no_time", **common)  # type: ignore[arg-type]
+    return StripReading(problem=problem, status="no_time", **common)
 
 
 def _tesseract(exe: str, image: Image.Image, *, psm: int, tsv: bool = False) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -114,7 +114,7 @@ def camera_name(
     if strip_name:
         return strip_name
     if from_folder and relpath is not None:
-        parts = Path(relpath).parts
+        parts: Sequence[str] = Path(relpath).parts
         if len(parts) > 1:
             return parts[0]
     parts = [p for p in (meta.camera_make, meta.camera_model) if p]
@@ -493,11 +493,11 @@ def pixel_digest(path: Path, orientation: int | None = None) -> str | None:
                 if len(header) < 8:
                     return digest.hexdigest()
                 length = int.from_bytes(header[:4], "big")
-                kind = header[4:]
+                chunk_type = header[4:]
                 body = handle.read(length + 4)  # data and CRC
-                if kind in (b"IHDR", b"PLTE", b"tRNS", b"IDAT"):
+                if chunk_type in (b"IHDR", b"PLTE", b"tRNS", b"IDAT"):
                     digest.update(header + body)
-                if kind == b"IEND":
+                if chunk_type == b"IEND":
                     return digest.hexdigest()
     return None
 

@@ -53,7 +53,7 @@ def _visits(app: Deerid, rows: list[ConfirmedSighting]) -> dict[int, str]:
                 )
             ).all()
         }
-    by_deer_camera: dict[tuple[str, object], list[tuple[datetime | None, int]]] = defaultdict(list)
+    by_deer_camera: dict[tuple[str, int | None], list[tuple[datetime | None, int]]] = defaultdict(list)
     for r in rows:
         cam, when = meta[r.image_id]
         by_deer_camera[(str(r.deer_id), cam)].append((when, r.detection_id))

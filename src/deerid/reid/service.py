@@ -18,6 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import chain
+from typing import cast
 from uuid import UUID
 
 import numpy as np
@@ -199,8 +200,8 @@ def _squashed_crops(
     for photo_items in photos:
         path = photo_items[0].image_path
         try:
-            if photo_items[0].image_sha256 is not None:  # never embed another photo found at the path
-                first = photo_items[0]
+            first = photo_items[0]
+            if first.image_sha256 is not None:  # never embed another photo found at the path
                 photo_store.verify_file(path, first.image_sha256, first.file_size, first.file_mtime)
             # Crops are cut one at a time from one decode, so a photo with thousands of boxes
             # never holds all their crops (F30). The first `next` opens, checks and decodes.
@@ -389,13 +390,10 @@ def reidentify(
 
 def unassign(session: Session, detection_ids: Sequence[int]) -> None:
     """Take detections out of their deer (before a forced re-run); emptied deer are deleted."""
-    deer_ids = set(
-        session.execute(
-            sa.select(Detection.deer_id).where(
-                Detection.id.in_(detection_ids), Detection.deer_id.is_not(None)
-            )
-        ).scalars()
-    )
+    held = session.execute(
+        sa.select(Detection.deer_id).where(Detection.id.in_(detection_ids), Detection.deer_id.is_not(None))
+    ).scalars()
+    deer_ids = set(cast("Iterable[UUID]", held))  # NULL deer ids are filtered out
     session.execute(
         sa.update(Detection)
         .where(Detection.id.in_(detection_ids), Detection.status == DetectionStatus.ASSIGNED)

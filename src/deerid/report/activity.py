@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 # Figure + savefig without pyplot: no global state and no display backend (as evaluation/report.py).
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from deerid.domain.activity import DAYLIGHT, MOON_PHASES, Activity
 
@@ -20,7 +22,8 @@ def _bars(title: str, labels: list[str], counts: list[int], *, rotate: int = 0) 
     ax.set_xticks(range(len(labels)), labels, rotation=rotate, ha="right" if rotate else "center")
     ax.set_ylabel("visits")
     ax.set_title(title)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    # A new linear axis's locator is an AutoLocator, a MaxNLocator; the base Locator's stub takes no params.
+    cast(MaxNLocator, ax.yaxis.get_major_locator()).set_params(integer=True)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 

@@ -24,9 +24,12 @@ fields as the full recompute (tests/test_profile_incremental.py).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -118,7 +121,9 @@ def nearest_sightings(
     )
     if site is not None:
         query = query.where(Detection.site == site)
-    rows = session.execute(query).all()
+    # Result.all() builds a list (its stub says Sequence), which `+=` below extends; deer_id is
+    # filtered to non-NULL.
+    rows = cast("list[sa.Row[int, uuid.UUID, float]]", session.execute(query).all())
     if not exact:
         seen = {r[0] for r in rows}
         extra = _sightings_of_nearest_small_deer(
@@ -135,7 +140,7 @@ PROFILE_NEIGHBOURS = 16  # small deer whose sightings are added, nearest by prof
 
 def _sightings_of_nearest_small_deer(
     session: Session, vector: np.ndarray, *, sex: Sex, model_id: str, site: str | None, exclude_detection: int
-) -> list[sa.Row[tuple[int, uuid.UUID, float]]]:
+) -> list[sa.Row[int, uuid.UUID, float]]:
     """Every sighting (in `site`) of the PROFILE_NEIGHBOURS small deer nearest by profile vector.
 
     The deer table has one row per animal, tens of times fewer than sightings, and a small
@@ -179,7 +184,7 @@ _large_scopes: set[tuple[str, str | None, str, str]] = set()
 def _scope_is_small(session: Session, *, sex: Sex, model_id: str, site: str | None, most: int) -> bool:
     """Does this search scope hold at most `most` sightings? A scope found larger than
     EXACT_SEARCH_MAX is remembered for the process (scopes grow), so a big site pays the count once."""
-    key = (str(session.get_bind().url), site, sex.value, model_id)
+    key = (str(session.get_bind().engine.url), site, sex.value, model_id)
     if key in _large_scopes or most <= 0:
         return False
     scope = sa.select(sa.literal(1)).where(
@@ -206,7 +211,7 @@ def _tune_hnsw(session: Session, limit: int) -> None:
     fewer neighbours than asked for. pgvector 0.8 adds iterative scans, which
     keep searching until the LIMIT is met; older servers get a larger ef_search.
     """
-    url = str(session.get_bind().url)
+    url = str(session.get_bind().engine.url)
     if url not in _iterative_scan:
         version = session.execute(
             sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
@@ -235,7 +240,7 @@ def deer_in_image(session: Session, image_id: int, *, except_detection: int) -> 
             Detection.id != except_detection,
         )
     )
-    return set(rows.scalars())
+    return set(cast("Iterable[uuid.UUID]", rows.scalars()))  # NULL deer ids are filtered out
 
 
 def create_deer(session: Session, sex: Sex, model_id: str) -> uuid.UUID:
@@ -291,7 +296,7 @@ sightings of one deer."""
 _SUM_CHUNK = 512  # sightings' vectors summed at a time by the full recompute (fits in cache)
 
 
-def _fixed(values: np.ndarray) -> np.ndarray:
+def _fixed(values: npt.ArrayLike) -> np.ndarray:
     """Values as fixed-point int64 in units of 1/SUM_SCALE (round half to even)."""
     return np.rint(np.asarray(values, dtype=np.float64) * SUM_SCALE).astype(np.int64)
 
@@ -374,6 +379,8 @@ def _embedding_sum(
     vectors). Memory is bounded by one chunk however big the deer."""
     model_filter = "model_id IS NULL" if model_id is None else "model_id = %(model)s"
     raw_conn = session.connection().connection.driver_connection
+    # Only an invalidated connection has lost its driver connection; this one was just checked out.
+    assert raw_conn is not None
     total: np.ndarray | None = None
     count = 0
     with raw_conn.cursor(name=f"deerid_profile_{uuid.uuid4().hex}", binary=True) as cur:

@@ -197,7 +197,7 @@ class WorkItem:
 
 
 def work_items(session: Session, detection_ids: Sequence[int]) -> list[WorkItem]:
-    rows = [
+    queries = [
         sa.select(
             Detection.id,
             Detection.image_id,
@@ -219,7 +219,7 @@ def work_items(session: Session, detection_ids: Sequence[int]) -> list[WorkItem]
         .order_by(Image.captured_at.nulls_last(), Detection.id)
         for chunk in _chunks(list(detection_ids))
     ]
-    rows = [r for q in rows for r in session.execute(q).all()]
+    rows = [r for q in queries for r in session.execute(q).all()]
     if len(detection_ids) > _QUERY_CHUNK:  # chunks each come sorted; sort them together again
         rows.sort(key=lambda r: (r[13] is None, r[13] or datetime.min, r[0]))
     return [

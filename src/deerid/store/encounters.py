@@ -10,9 +10,10 @@ their boxes continue stored tracks.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -71,6 +72,8 @@ def assign_events(
         if reason is not None:
             changes.created.append(_new_event(session, [image_id], camera_id, when, when, reason))
         else:
+            # time_problem passes only a photo with a time, and the check above one with a camera.
+            assert camera_id is not None and when is not None
             timed.setdefault(camera_id, []).append((image_id, when))
     for camera_id in sorted(timed):  # one lock per camera, always in the same order: no deadlock
         _lock(session, f"deerid:events:camera:{camera_id}")
@@ -92,7 +95,8 @@ def _group_camera(
         sa.select(Image.id, Image.captured_at, Image.event_id).where(Image.event_id.in_(near))
     ).all()
     shots = [Shot(i, camera_id, t) for i, t in new] + [Shot(i, camera_id, t) for i, t, _ in stored]
-    event_of = {i: e for i, _, e in stored}
+    # Every stored photo was selected by its event, so none has a NULL event_id.
+    event_of = {i: cast(int, e) for i, _, e in stored}
     groups = group_events(shots, gap_s)
     # Groups that share a stored event are one event (a smaller gap than before never splits one).
     merged: list[tuple[set[int], list[EventGroup]]] = []
@@ -142,22 +146,20 @@ def _new_event(
 
 
 def events_of_detections(session: Session, detection_ids: Collection[int]) -> list[int]:
-    return sorted(
-        session.execute(
-            sa.select(Image.event_id)
-            .distinct()
-            .join(Detection, Detection.image_id == Image.id)
-            .where(Detection.id.in_(detection_ids), Image.event_id.is_not(None))
-        ).scalars()
-    )
+    ids = session.execute(
+        sa.select(Image.event_id)
+        .distinct()
+        .join(Detection, Detection.image_id == Image.id)
+        .where(Detection.id.in_(detection_ids), Image.event_id.is_not(None))
+    ).scalars()
+    return sorted(cast("Iterable[int]", ids))  # NULL event ids are filtered out
 
 
 def events_of_images(session: Session, image_ids: Collection[int]) -> list[int]:
-    return sorted(
-        session.execute(
-            sa.select(Image.event_id).distinct().where(Image.id.in_(image_ids), Image.event_id.is_not(None))
-        ).scalars()
-    )
+    ids = session.execute(
+        sa.select(Image.event_id).distinct().where(Image.id.in_(image_ids), Image.event_id.is_not(None))
+    ).scalars()
+    return sorted(cast("Iterable[int]", ids))  # NULL event ids are filtered out
 
 
 def pending_deer_boxes(session: Session, event_ids: Collection[int]) -> list[int]:
@@ -269,7 +271,7 @@ class EventRow:
     deer_boxes: int
 
 
-def _event_rows(query: sa.Select[tuple[Event, Camera]]) -> sa.Select[tuple[Event, Camera, int, int, int]]:
+def _event_rows(query: sa.Select[Event, Camera]) -> sa.Select[Event, Camera, int, int, int]:
     photos = sa.select(sa.func.count(Image.id)).where(Image.event_id == Event.id).scalar_subquery()
     tracks = sa.select(sa.func.count(Track.id)).where(Track.event_id == Event.id).scalar_subquery()
     boxes = (
@@ -378,7 +380,8 @@ def track_deer(session: Session, track_id: int) -> tuple[uuid.UUID, int] | None:
         .order_by(sa.func.count().desc(), sa.func.min(Detection.id))
         .limit(1)
     ).first()
-    return (row[0], row[1]) if row is not None else None
+    # deer_id is filtered to non-NULL above.
+    return (cast(uuid.UUID, row[0]), row[1]) if row is not None else None
 
 
 def track_vectors(session: Session, track_id: int, model_id: str) -> list[np.ndarray]:
@@ -408,4 +411,4 @@ def deer_in_event(session: Session, image_id: int, *, except_track: int) -> set[
             sa.or_(Detection.track_id.is_(None), Detection.track_id != except_track),
         )
     )
-    return set(rows.scalars())
+    return set(cast("Iterable[uuid.UUID]", rows.scalars()))  # NULL deer ids are filtered out

@@ -31,7 +31,7 @@ def snapshot(session: Session) -> None:
     session.execute(sa.text("SET TRANSACTION READ ONLY"))
 
 
-def _stream(session: Session, stmt: sa.Select[Any]) -> Iterator[sa.Row[Any]]:
+def _stream(session: Session, stmt: sa.Select[*tuple[Any, ...]]) -> Iterator[sa.Row[*tuple[Any, ...]]]:
     yield from session.execute(stmt.execution_options(yield_per=BATCH))
 
 
@@ -124,6 +124,8 @@ def deployment_spans(session: Session) -> list[DeploymentSpan]:
         .order_by(Image.camera_id.nulls_last())
     ).all()
     for camera_id, name, make, model, site, lat, lon, start, end, count in derived:
+        # Every group has a photo with a capture time, so its first and last times are set.
+        assert start is not None and end is not None
         spans.append(
             DeploymentSpan(
                 None, camera_id, name, make, model, site, None, lat, lon, None, start, end, None, count
@@ -144,7 +146,7 @@ class MediaRow:
     deployment_id: int | None  # the stored deployment holding it; None: the camera's derived one
 
 
-def _favorite_images() -> sa.Select[Any]:
+def _favorite_images() -> sa.Select[*tuple[Any, ...]]:
     """The photo of each deer's largest box: the one the dashboard shows on its card."""
     rank = (
         sa.func.row_number()
@@ -253,7 +255,7 @@ def _box_columns() -> list[Any]:
     ]
 
 
-def _box(row: sa.Row[Any]) -> BoxRow:
+def _box(row: sa.Row[*tuple[Any, ...]]) -> BoxRow:
     (det_id, image_id, path, captured, local, source, cam_id, cam, site, event_id, ev_start, ev_end) = row[
         :12
     ]
@@ -291,7 +293,7 @@ def _box(row: sa.Row[Any]) -> BoxRow:
     )
 
 
-def _boxes_query() -> sa.Select[Any]:
+def _boxes_query() -> sa.Select[*tuple[Any, ...]]:
     return (
         sa.select(*_box_columns())
         .join(Image, Image.id == Detection.image_id)

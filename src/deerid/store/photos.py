@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -270,7 +270,10 @@ def missing_photos(session: Session, *, limit: int = 20) -> MissingPhotos:
     ).all()
     return MissingPhotos(
         count=int(count),
-        examples=[{"id": r[0], "path": r[1], "missing_since": r[2].isoformat()} for r in rows],
+        # The query keeps only rows with missing_since set.
+        examples=[
+            {"id": r[0], "path": r[1], "missing_since": cast(datetime, r[2]).isoformat()} for r in rows
+        ],
     )
 
 

@@ -124,7 +124,7 @@ class Gallery:
     def profile(self, deer_id: uuid.UUID) -> int | None:
         return self.index.get(str(deer_id))
 
-    def detection(self, row: int) -> int:
+    def detection(self, row: int | np.integer) -> int:
         return int(self.detection_ids[row])
 
 

@@ -19,6 +19,9 @@ from deerid.core.config import Settings, get_settings
 from deerid.dispatch import configure_celery
 
 app = Celery("deerid", include=["deerid.tasks.reid"])
+# Until `configure`, no broker: a task called in this process runs in it, as with no
+# DEERID_BROKER_URL, instead of looking for an AMQP server on localhost.
+app.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=True)
 
 _context: Deerid | None = None
 

@@ -43,6 +43,7 @@ def cache_key(backbone: str, input_size: int, split: int, aug: AugmentConfig, n_
 
 
 def image_views(path: Path, sha256: str, aug: AugmentConfig, n_aug: int, seed: int) -> list[Image.Image]:
+    img: Image.Image  # wider than Image.open's ImageFile: rebound to the converted copy
     with Image.open(path) as img:
         img = img.convert("RGB")
     rng = np.random.default_rng([seed, int(sha256[:16], 16)])

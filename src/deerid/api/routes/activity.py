@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep
+from deerid.api.outputs import deer_out
 from deerid.api.params import LAST_DAY, Id32
 from deerid.api.routes.cameras import camera_out
-from deerid.api.routes.deer import deer_out, found
+from deerid.api.routes.deer import found
 from deerid.api.schemas import ActivityOut, SeasonCameraOut, SeasonDeerOut, SeasonOut, WeekCount
 from deerid.core.config import Settings
 from deerid.db.tables import Camera, Image

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, Writer
+from deerid.api.outputs import deer_out, sighting_out
 from deerid.api.params import CameraIdQuery, FromDate, Offset, SearchText, ToDate
 from deerid.api.schemas import (
     DayCount,
@@ -23,7 +24,7 @@ from deerid.api.schemas import (
     SightingOut,
     TimelineOut,
 )
-from deerid.db.tables import Deer, Image
+from deerid.db.tables import Deer
 from deerid.domain.classes import Sex
 from deerid.errors import NotFound
 from deerid.store import curation, links, views
@@ -31,72 +32,11 @@ from deerid.store import curation, links, views
 router = APIRouter(prefix="/api/deer", tags=["deer"])
 
 
-def crop_url(detection_id: int | None) -> str | None:
-    return f"/api/detections/{detection_id}/crop" if detection_id is not None else None
-
-
-def deer_out(
-    session: Session, deer: Deer, *, best: int | None = None, cameras: list[str] | None = None
-) -> DeerOut:
-    if cameras is None:
-        cameras = sorted({p.camera.name for p in views.locations(session, deer.id) if p.camera is not None})
-    if best is None:
-        best = views.best_detection(session, deer.id)
-    return DeerOut(
-        id=deer.id,
-        name=deer.name,
-        sex=deer.sex,
-        first_seen=deer.first_seen,
-        last_seen=deer.last_seen,
-        sighting_count=deer.sighting_count,
-        confidence=deer.confidence,
-        notes=deer.notes,
-        cameras=cameras,
-        crop_url=crop_url(best),
-        model_id=deer.model_id,
-        starred=deer.starred,
-    )
-
-
 def found(session: Session, deer_id: uuid.UUID) -> Deer:
     deer = session.get(Deer, deer_id)
     if deer is None:
         raise NotFound(f"no deer {deer_id}")
     return deer
-
-
-def strip_fields(image: Image) -> dict[str, Any]:
-    """The photo's info strip, as `StripFields` says it (docs/strip.md)."""
-    return {
-        "captured_at_source": image.captured_at_source,
-        "strip_status": image.strip_status,
-        "strip_time": image.strip_time,
-        "strip_camera": image.strip_camera,
-        "strip_temperature_f": image.strip_temperature_f,
-        "strip_offset_s": image.strip_offset_s,
-        "time_disagreement": bool(image.strip_disagrees),
-    }
-
-
-def sighting_out(row: views.SightingRow) -> SightingOut:
-    det = row.detection
-    return SightingOut(
-        **strip_fields(row.image),
-        detection_id=det.id,
-        image_id=row.image.id,
-        captured_at=row.local_time,
-        camera_id=row.camera.id if row.camera else None,
-        camera=row.camera.name if row.camera else None,
-        bbox=[det.bbox_x, det.bbox_y, det.bbox_w, det.bbox_h],
-        class_label=det.class_label,
-        similarity=det.similarity,
-        assignment=det.assignment,
-        confirmed=det.confirmed_at is not None,
-        crop_url=f"/api/detections/{det.id}/crop",
-        image_url=f"/api/images/{row.image.id}",
-        track_id=det.track_id,
-        event_id=row.image.event_id,
-    )
 
 
 @router.get("", response_model=DeerPage, dependencies=[Reader])

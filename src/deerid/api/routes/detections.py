@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from deerid.api.deps import SessionDep, Writer
+from deerid.api.outputs import deer_out
 from deerid.api.params import Id32
-from deerid.api.routes.deer import deer_out, found
+from deerid.api.routes.deer import found
 from deerid.api.schemas import DeerOut, MoveIn, MoveOut
 from deerid.store import curation
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from deerid.api.deps import Reader, SessionDep
+from deerid.api.outputs import crop_url, deer_out, strip_fields
 from deerid.api.params import CameraIdQuery, Id64, Offset
-from deerid.api.routes.deer import crop_url, deer_out, strip_fields
 from deerid.api.schemas import EventDetailOut, EventOut, EventPage, EventPhotoOut, TrackDetectionOut, TrackOut
 from deerid.errors import NotFound
 from deerid.store import encounters as enc_store

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
-from deerid.api.routes.deer import deer_out, found
+from deerid.api.outputs import deer_out
+from deerid.api.routes.deer import found
 from deerid.api.schemas import DeerLinkIn, YearOut
 from deerid.core.config import Settings
 from deerid.errors import NotFound

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from deerid.api.deps import ContextDep, Reader, SessionDep, Writer
-from deerid.api.routes.deer import crop_url, deer_out, found
+from deerid.api.outputs import crop_url, deer_out
+from deerid.api.routes.deer import found
 from deerid.api.schemas import MoveOut, ReviewDecisionIn, ReviewItemOut
 from deerid.app import Deerid
 from deerid.store import curation, views

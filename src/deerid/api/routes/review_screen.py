@@ -43,7 +43,7 @@ K = Annotated[int, Query(ge=1, le=9, description="candidates per screen (keys 1â
 
 
 def get_cache(request: Request) -> review_store.ReviewCache:
-    return request.app.state.review_cache  # type: ignore[no-any-return]
+    return request.app.state.review_cache
 
 
 CacheDep = Annotated[review_store.ReviewCache, Depends(get_cache)]

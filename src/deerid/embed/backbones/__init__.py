@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import torch
-from torch import nn
 
 from deerid.embed.backbones import efficientnet_lite, resnet
 from deerid.embed.weights import PackagedWeights, PublishedWeights, WeightsSource
 from deerid.errors import Invalid
+
+# Each has `forward_features(x) -> (n, feature_dim, h, w)` and `classifier_weight` (the ImageNet
+# classifier, (1000, feature_dim)); a union because nn.Module's __getattr__ would type them Tensor | Module.
+Backbone: TypeAlias = efficientnet_lite.EfficientNetLite | resnet.ResNet50
 
 
 @dataclass(frozen=True)
@@ -22,9 +26,7 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: WeightsSource
-    # Returns a module with `forward_features(x) -> (n, feature_dim, h, w)` and
-    # `classifier_weight` (the ImageNet classifier, (1000, feature_dim)).
-    build: Callable[[], nn.Module]
+    build: Callable[[], Backbone]
 
 
 def _lite(index: int) -> BackboneSpec:
@@ -84,7 +86,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def load_network(spec: BackboneSpec, path: Path) -> nn.Module:
+def load_network(spec: BackboneSpec, path: Path) -> Backbone:
     """Build `spec`'s network and load the weights file into it, every key and shape checked."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     # Training checkpoints often wrap the weights; accept the common wrappers.

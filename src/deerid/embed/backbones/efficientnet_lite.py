@@ -122,11 +122,11 @@ class _PaddedConv(torch.autograd.Function):
     """`_padded_conv`, exported to ONNX as a single Conv with asymmetric padding (inference only)."""
 
     @staticmethod
-    def forward(_ctx, x, weight, bias, stride, groups, pads):  # type: ignore[override]
+    def forward(_ctx, x, weight, bias, stride, groups, pads):
         return _padded_conv(x, weight, bias, stride, groups, pads)
 
     @staticmethod
-    def symbolic(g, x, weight, bias, stride, groups, pads):  # type: ignore[no-untyped-def]
+    def symbolic(g, x, weight, bias, stride, groups, pads):
         inputs = [x, weight] if bias is None or bias.node().mustBeNone() else [x, weight, bias]
         return g.op(
             "Conv", *inputs, strides_i=[stride, stride], pads_i=list(pads), group_i=groups, dilations_i=[1, 1]
