@@ -1,7 +1,9 @@
 """The runtime context: one object per process that holds what the process runs on.
 
-The CLI builds it in its Typer callback, the API in its lifespan (`app.state`,
-behind a dependency), the worker in `worker_process_init`; each hands it down.
+The CLI builds it when a command first needs it (`deerid.cli.root.context`), the API
+in `create_app` (on `app.state`, behind a dependency; closed by its lifespan; built
+there rather than in the lifespan so that a TestClient used without `with` still has
+one), the worker in `worker_process_init`; each hands it down.
 It holds:
 - the frozen settings and the data-dir paths derived from them;
 - the engine and the session factory (the embedded server starts on first use);

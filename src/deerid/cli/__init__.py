@@ -1,6 +1,6 @@
 """The `deerid` command line: a thin adapter over the pipeline and the store.
 
-One runtime context per process (built in the callback below) and one place where
+One runtime context per process (deerid.cli.root.context) and one place where
 errors become a line (the root group). Commands are registered here, in the order `--help`
 lists them."""
 
@@ -19,7 +19,7 @@ from deerid.cli.evaluate import calibrate, eval_
 from deerid.cli.export import export_app
 from deerid.cli.ingest import ingest, reid
 from deerid.cli.models import models_app, reembed
-from deerid.cli.root import app, context, exit_on_sigterm, open_context
+from deerid.cli.root import app, context, exit_on_sigterm
 from deerid.cli.serve import serve, worker
 from deerid.cli.status import config, overview, status
 from deerid.cli.training import adapt, train
@@ -35,9 +35,6 @@ def main(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     exit_on_sigterm()
-    if ctx.obj is None:  # a caller (a test) may hand in its own context, and then closes it itself
-        ctx.obj = open_context()
-        ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         # The main job: show what is stored, then serve the dashboard (Ctrl-C stops it).
         overview(context(ctx))

@@ -59,11 +59,17 @@ app = typer.Typer(
 
 
 def context(ctx: typer.Context) -> Deerid:
-    """The process's runtime context, built by the callback."""
-    return cast("Deerid", ctx.find_root().obj)
+    """The process's runtime context: the one a caller (a test) handed in as `obj`, or one built
+    from the environment on first use and closed when the command ends. Built on use, not in the
+    callback, so that `deerid ingest --help` works whatever the environment holds."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = _open_context()
+        root.call_on_close(root.obj.close)
+    return cast("Deerid", root.obj)
 
 
-def open_context() -> Deerid:
+def _open_context() -> Deerid:
     from pydantic import ValidationError
 
     # Imported here: `deerid --help` should not pay for the database and model layers.
