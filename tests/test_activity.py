@@ -20,12 +20,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from typer.testing import CliRunner
 
 from deerid.api.main import create_app
 from deerid.app import Deerid
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.core.config import Settings
 from deerid.db.tables import Camera, Detection, Image
 from deerid.domain.activity import (
     Visit,
@@ -35,6 +33,7 @@ from deerid.domain.activity import (
     moon_phase,
 )
 from deerid.pipeline.ingest import ingest
+from support.cli import invoke
 from support.db import create_database
 from support.paths import FEEDER_JSON
 from test_encounters_feeder import GROUND_TRUTH, arrange
@@ -258,26 +257,16 @@ def test_season_summary(feeder: tuple[Deerid, TestClient]) -> None:
 def test_report_writes_the_plots_in_process(feeder: tuple[Deerid, TestClient], tmp_path: Path) -> None:
     """Tried: `deerid report DEER --json` for the grey doe writes four PNGs and counts one visit;
     an unknown deer is one clear line and exit code 2, no traceback."""
-    deerid, _ = feeder
-    settings = deerid.settings
+    deerid, _ = feeder  # its settings' timezone is America/New_York, as the report's hours need
     doe = _deer_of(deerid, "IMG_7325.JPG", 4)
-    env = {
-        "DATABASE_URL": settings.database_url or "",
-        "DEERID_DATA_DIR": str(settings.data_dir),
-        "DEERID_TIMEZONE": "America/New_York",
-    }
-    reset_settings_cache()
-    try:
-        done = CliRunner().invoke(app, ["report", doe, "--out", str(tmp_path), "--json"], env=env)
-        missing = CliRunner().invoke(app, ["report", "no-such-deer"], env=env)
-    finally:
-        reset_settings_cache()
-    assert done.exit_code == 0, done.output
-    out = json.loads(done.output.strip().splitlines()[-1])
+    done = invoke(deerid, "report", doe, "--out", str(tmp_path), "--json")
+    missing = invoke(deerid, "report", "no-such-deer")
+    assert done.returncode == 0, done.output
+    out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["visits"] == 1
     assert sorted(Path(p).name for p in out["plots"]) == ["daylight.png", "hour.png", "moon.png", "weeks.png"]
     for path in out["plots"]:
         with PILImage.open(path) as png:
             assert png.format == "PNG" and png.width > 300
-    assert missing.exit_code == 2 and "no deer matches" in missing.output
+    assert missing.returncode == 2 and "no deer matches" in missing.output
     assert "Traceback" not in missing.output

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
 from deerid.api.deps import ensure_api_token
 from deerid.app import Deerid
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.core.config import Settings
 from deerid.db.backup import DUMP, BackupError, backup, restore, table_counts
 from deerid.pipeline.ingest import ingest
 from deerid.registry import calibration
 from support.cards import feeder_card
+from support.cli import invoke
 from support.db import create_database
 
 PHOTOS = ["IMG_2257.JPG", "IMG_2263.JPG", "IMG_7335.JPG"]  # two of one buck, a doe + fawn
@@ -95,13 +94,10 @@ def test_round_trip_into_an_empty_database_keeps_every_count_the_token_and_calib
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir)}
-    reset_settings_cache()
-    try:
-        result = CliRunner().invoke(app, list(args), env=env)
-    finally:
-        reset_settings_cache()
-    return result.exit_code, result.output
+    """One `deerid ARGS` run in this process, on a context of its own, as a separate run would be."""
+    with Deerid(settings) as context:
+        ran = invoke(context, *args)
+    return ran.returncode, ran.output
 
 
 def test_non_empty_database_is_refused_and_bad_backup_files_change_nothing(

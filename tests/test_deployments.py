@@ -21,17 +21,16 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from frictionless import Package
-from typer.testing import CliRunner
 
 from deerid.api.main import create_app
 from deerid.app import Deerid
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.core.config import Settings
 from deerid.db.session import create_database
 from deerid.db.tables import Camera, Deployment, Detection, Image
 from deerid.export.camtrap import local_descriptor
 from deerid.pipeline.ingest import ingest
 from support.cards import feeder_card
+from support.cli import invoke
 from support.server import start_server
 
 PHOTOS = [
@@ -88,20 +87,15 @@ def db_deerid(db: Settings) -> Iterator[Deerid]:
         yield context
 
 
-def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
-    env = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir)}
-    reset_settings_cache()
-    try:
-        result = CliRunner().invoke(app, list(args), env=env)
-    finally:
-        reset_settings_cache()
-    return result.exit_code, result.stdout, result.stderr
+def _cli(deerid: Deerid, *args: str) -> tuple[int, str, str]:
+    ran = invoke(deerid, *args)
+    return ran.returncode, ran.stdout, ran.stderr
 
 
-def _import(settings: Settings, tmp_path: Path, text: str) -> tuple[int, str, str]:
+def _import(deerid: Deerid, tmp_path: Path, text: str) -> tuple[int, str, str]:
     path = tmp_path / f"deployments-{uuid.uuid4().hex[:6]}.csv"
     path.write_text(text)
-    return _cli(settings, "deployments", "import", str(path))
+    return _cli(deerid, "deployments", "import", str(path))
 
 
 def _stored(deerid: Deerid) -> int:
@@ -109,23 +103,23 @@ def _stored(deerid: Deerid) -> int:
         return s.execute(sa.select(sa.func.count(Deployment.id))).scalar_one()
 
 
-def _sighting_deployments(settings: Settings, tmp_path: Path) -> dict[str, str]:
+def _sighting_deployments(deerid: Deerid, tmp_path: Path) -> dict[str, str]:
     """Photo file name -> deployment_id of its sightings in the CSV export."""
     out = tmp_path / f"s-{uuid.uuid4().hex[:6]}.csv"
-    assert _cli(settings, "export", "csv", str(out))[0] == 0
+    assert _cli(deerid, "export", "csv", str(out))[0] == 0
     with out.open(newline="") as handle:
         return {Path(r["photo_path"]).name: r["deployment_id"] for r in csv.DictReader(handle)}
 
 
-def test_imported_deployments_hold_sightings_by_camera_and_time(db: Settings, tmp_path: Path) -> None:
+def test_imported_deployments_hold_sightings_by_camera_and_time(db_deerid: Deerid, tmp_path: Path) -> None:
     """`deployments import` of three rows: `deployments list` counts 1, 4 and 2 photos; each
     sighting's deployment in the CSV export follows its camera and time (IMG_2257 in the first
     Victure deployment, IMG_2263 and later in the second, buck-B in EDGE's); the Camtrap DP
     package validates, with the three stored deployments and their coordinates and no derived one."""
-    code, stdout, stderr = _import(db, tmp_path, GOOD)
+    code, stdout, stderr = _import(db_deerid, tmp_path, GOOD)
     assert code == 0, stdout + stderr
     assert "imported 3 deployments" in stdout
-    code, stdout, _ = _cli(db, "deployments", "list", "--json")
+    code, stdout, _ = _cli(db_deerid, "deployments", "list", "--json")
     listed = json.loads(stdout)
     assert [(d["camera"], d["photos"], d["location"]) for d in listed] == [
         (EDGE, 2, "EDGE feeder"),
@@ -133,7 +127,7 @@ def test_imported_deployments_hold_sightings_by_camera_and_time(db: Settings, tm
         (VICTURE, 4, "scrape line"),
     ]
     ids = {d["location"]: f"dep-{d['id']}" for d in listed}
-    where = _sighting_deployments(db, tmp_path)
+    where = _sighting_deployments(db_deerid, tmp_path)
     assert where == {
         "IMG_2257.JPG": ids["north feeder"],
         **dict.fromkeys(("IMG_2263.JPG", "IMG_2333.JPG", "IMG_2336.JPG", "IMG_2354.JPG"), ids["scrape line"]),
@@ -142,7 +136,7 @@ def test_imported_deployments_hold_sightings_by_camera_and_time(db: Settings, tm
     }
 
     out = tmp_path / "package"
-    code, stdout, stderr = _cli(db, "export", "camtrap-dp", str(out), "--timezone", "America/Chicago")
+    code, stdout, stderr = _cli(db_deerid, "export", "camtrap-dp", str(out), "--timezone", "America/Chicago")
     assert code == 0 and "no coordinates" not in stderr, stdout + stderr
     report = Package(local_descriptor(out), basepath=str(out)).validate()
     assert report.valid, report.flatten(["type", "fieldName", "note"])
@@ -164,11 +158,11 @@ def test_imported_deployments_hold_sightings_by_camera_and_time(db: Settings, tm
     assert media == where
 
 
-def test_clock_offset_moves_a_photo_between_deployments(db: Settings, tmp_path: Path) -> None:
+def test_clock_offset_moves_a_photo_between_deployments(db_deerid: Deerid, tmp_path: Path) -> None:
     """The Victure camera's clock offset stays on the camera: at −6 h IMG_2263 (10:58 by its clock,
     04:58 corrected) belongs to the first deployment, and the API's photo counts follow."""
-    assert _import(db, tmp_path, GOOD)[0] == 0
-    with TestClient(create_app(db), base_url="http://localhost") as client:
+    assert _import(db_deerid, tmp_path, GOOD)[0] == 0
+    with TestClient(create_app(db_deerid.settings), base_url="http://localhost") as client:
         camera = next(c for c in client.get("/api/cameras").json() if c["name"] == VICTURE)
         before = {d["location"]: d["photos"] for d in client.get("/api/deployments").json()}
         assert before == {"north feeder": 1, "scrape line": 4, "EDGE feeder": 2}
@@ -178,13 +172,11 @@ def test_clock_offset_moves_a_photo_between_deployments(db: Settings, tmp_path: 
         assert patched.status_code == 200
         after = {d["location"]: d["photos"] for d in client.get("/api/deployments").json()}
         assert after == {"north feeder": 2, "scrape line": 3, "EDGE feeder": 2}
-    where = _sighting_deployments(db, tmp_path)
+    where = _sighting_deployments(db_deerid, tmp_path)
     assert where["IMG_2263.JPG"] == where["IMG_2257.JPG"] != where["IMG_2333.JPG"]
 
 
-def test_bad_rows_are_listed_by_line_and_nothing_is_stored(
-    db: Settings, db_deerid: Deerid, tmp_path: Path
-) -> None:
+def test_bad_rows_are_listed_by_line_and_nothing_is_stored(db_deerid: Deerid, tmp_path: Path) -> None:
     """A file with a latitude of 95, a longitude of −200, an unknown camera, an end before its start
     and a row overlapping another: one error naming each line and problem, exit 2, no row stored
     (not even the good first one). Then two rows that overlap each other: refused the same way."""
@@ -195,7 +187,7 @@ def test_bad_rows_are_listed_by_line_and_nothing_is_stored(
         f"nowhere cam,2022-11-01,,44.5,-89.5,,,\n"
         f"{EDGE},2022-11-30,2022-11-01,44.5,-89.5,backwards,,\n"
     )
-    code, stdout, stderr = _import(db, tmp_path, bad)
+    code, stdout, stderr = _import(db_deerid, tmp_path, bad)
     assert code == 2, stdout + stderr
     message = " ".join(stderr.split())
     assert "nothing imported" in message
@@ -209,10 +201,10 @@ def test_bad_rows_are_listed_by_line_and_nothing_is_stored(
     overlapping = HEADER + (
         f"{VICTURE},2021-10-20,2021-10-25,44.5,-89.5,a,,\n{VICTURE},2021-10-25,,44.6,-89.6,b,,\n"
     )
-    code, _, stderr = _import(db, tmp_path, overlapping)
+    code, _, stderr = _import(db_deerid, tmp_path, overlapping)
     assert code == 2 and "line 3: camera 'VICTURE HC300' already has deployment" in " ".join(stderr.split())
     assert _stored(db_deerid) == 0
-    code, _, stderr = _import(db, tmp_path, "camera,start\nx,2021-01-01\n")
+    code, _, stderr = _import(db_deerid, tmp_path, "camera,start\nx,2021-01-01\n")
     assert code == 2 and "header lacks latitude, longitude" in " ".join(stderr.split())
 
 
@@ -285,13 +277,11 @@ def test_api_crud_and_refusals(db: Settings, db_deerid: Deerid) -> None:
     assert _stored(db_deerid) == 0
 
 
-def test_photos_outside_every_deployment_keep_a_derived_one(
-    db: Settings, db_deerid: Deerid, tmp_path: Path
-) -> None:
+def test_photos_outside_every_deployment_keep_a_derived_one(db_deerid: Deerid, tmp_path: Path) -> None:
     """Only the EDGE camera has a stored deployment: its sightings name it, the Victure ones fall in
     a deployment derived from the camera (`camera-<id>`), which the package still lists."""
-    assert _import(db, tmp_path, HEADER + f"{EDGE},2022-11-01,,44.6,-89.6,EDGE feeder,,\n")[0] == 0
-    where = _sighting_deployments(db, tmp_path)
+    assert _import(db_deerid, tmp_path, HEADER + f"{EDGE},2022-11-01,,44.6,-89.6,EDGE feeder,,\n")[0] == 0
+    where = _sighting_deployments(db_deerid, tmp_path)
     with db_deerid.sessions() as s:
         victure_id = s.execute(sa.select(Camera.id).where(Camera.name == VICTURE)).scalar_one()
         boxes = s.execute(
@@ -301,7 +291,7 @@ def test_photos_outside_every_deployment_keep_a_derived_one(
     assert {where[f] for f in PHOTOS[:5]} == {f"camera-{victure_id}"}
     assert where["IMG_3899.JPG"].startswith("dep-")
     out = tmp_path / "p"
-    assert _cli(db, "export", "camtrap-dp", str(out))[0] == 0
+    assert _cli(db_deerid, "export", "camtrap-dp", str(out))[0] == 0
     with (out / "deployments.csv").open(newline="") as handle:
         assert sorted(d["deploymentID"].split("-")[0] for d in csv.DictReader(handle)) == ["camera", "dep"]
 

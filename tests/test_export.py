@@ -27,12 +27,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from frictionless import Package
-from typer.testing import CliRunner
 
 from deerid.api.main import create_app
 from deerid.app import Deerid
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.core.config import Settings
 from deerid.db.session import create_database
 from deerid.db.tables import Camera, Deer, Detection, Image
 from deerid.export.camtrap import local_descriptor, write_package
@@ -40,6 +38,7 @@ from deerid.export.common import ExportOptions, parse_timezone, stream_zip
 from deerid.pipeline.ingest import ingest
 from deerid.store.curation import move_detections
 from support.cards import feeder_card
+from support.cli import invoke
 from support.server import start_server
 
 PHOTOS = [
@@ -112,13 +111,10 @@ def db_deerid(db: Settings) -> Iterator[Deerid]:
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
-    env = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir)}
-    reset_settings_cache()
-    try:
-        result = CliRunner().invoke(app, list(args), env=env)
-    finally:
-        reset_settings_cache()
-    return result.exit_code, result.stdout, result.stderr
+    """One `deerid ARGS` run in this process, on a context of its own, as a separate run would be."""
+    with Deerid(settings) as context:
+        ran = invoke(context, *args)
+    return ran.returncode, ran.stdout, ran.stderr
 
 
 def _place_cameras(deerid: Deerid) -> None:

@@ -27,15 +27,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from typer.testing import CliRunner
 
 from deerid.api.main import create_app
 from deerid.app import Deerid
-from deerid.cli import app
-from deerid.core.config import Settings, reset_settings_cache
+from deerid.core.config import Settings
 from deerid.db.tables import Camera, Event, Image
 from deerid.ingest.photos import read_photo_meta
 from deerid.pipeline.ingest import ingest
+from support.cli import invoke
 from support.db import create_database
 from support.paths import FEEDER, FEEDER_JSON
 
@@ -43,15 +42,10 @@ GROUND_TRUTH = {im["file"]: im for im in json.loads(FEEDER_JSON.read_text())["im
 TOKEN = "strip-token"
 
 
-def run_cli(settings: Settings, *args: str, **env: str) -> tuple[int, str]:
-    """`deerid ARGS` in this process against `settings`' database and data dir: (exit code, output)."""
-    environ = {"DATABASE_URL": settings.database_url or "", "DEERID_DATA_DIR": str(settings.data_dir), **env}
-    reset_settings_cache()
-    try:
-        result = CliRunner().invoke(app, list(args), env=environ)
-    finally:
-        reset_settings_cache()
-    return result.exit_code, result.output
+def run_cli(deerid: Deerid, *args: str, **env: str) -> tuple[int, str]:
+    """`deerid ARGS` in this process on `deerid`'s database and data dir: (exit code, output)."""
+    ran = invoke(deerid, *args, env=env or None)
+    return ran.returncode, ran.output
 
 
 def photos_by_name(deerid: Deerid) -> dict[str, tuple[Image, str | None]]:
@@ -69,10 +63,10 @@ def from_strip(
     ~25 s): (its context, the JSON summary)."""
     data_dir = tmp_path_factory.mktemp("strip-data")
     settings = Settings(database_url=create_database(pg_root), data_dir=data_dir, device="cpu")
-    code, out = run_cli(settings, "ingest", str(FEEDER), "--camera-from-strip", "--no-reid", "--json")
-    assert code == 0, out
     with Deerid(settings) as deerid:
-        yield deerid, json.loads(out.strip().splitlines()[-1])
+        ran = invoke(deerid, "ingest", str(FEEDER), "--camera-from-strip", "--no-reid", "--json")
+        assert ran.returncode == 0, ran.output
+        yield deerid, json.loads(ran.stdout.strip().splitlines()[-1])
 
 
 def test_camera_from_strip_tells_the_moultrie_cameras_apart(
@@ -204,7 +198,7 @@ def test_exif_strip_disagreement_flagged_in_summary_and_api(
         report = ingest(other, card, md)
     assert [d["file"] for d in report.strip_disagreements] == ["IMG_7335.JPG"]
     assert report.strip_disagreements[0]["offset_s"] == 3600.0
-    code, out = run_cli(settings, "ingest", str(card), "--detections", str(md), "--no-reid")
+    code, out = run_cli(deerid, "ingest", str(card), "--detections", str(md), "--no-reid")
     assert code == 0, out  # the photos are stored already; the strips are read and compared again
     assert "EXIF and strip disagree (1):" in out and "IMG_7335.JPG" in out and "+3600 s" in out
     photos = photos_by_name(deerid)
@@ -249,7 +243,7 @@ def test_missing_tesseract_warns_or_fails_clearly(
     card2.mkdir()
     shutil.copy2(FEEDER / "IMG_7333.JPG", card2 / "IMG_7333.JPG")
     code, out = run_cli(
-        settings,
+        deerid,
         "ingest",
         str(card2),
         "--camera-from-strip",
