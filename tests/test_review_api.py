@@ -65,9 +65,8 @@ def answer(api: TestClient, screen: dict, choice: str, pick: int | None = None) 
     return res.json()  # type: ignore[no-any-return]
 
 
-def test_screen_match_undo_none_skip(api: TestClient) -> None:
-    before = total(api)
-    assert before == 8  # 7 buck boxes and a doe, each its own provisional deer
+def test_screen_shows_the_query_at_full_size_and_ranked_candidates(api: TestClient) -> None:
+    assert total(api) == 8  # 7 buck boxes and a doe, each its own provisional deer
     screen = api.get("/api/review/next", params={"k": 3}).json()
     assert screen["calibrated"] is False and screen["remaining"] >= 1
     query = screen["query"]["deer"]
@@ -88,6 +87,11 @@ def test_screen_match_undo_none_skip(api: TestClient) -> None:
     assert all(c["deer"]["sex"] in (query["sex"], "unknown", "fawn") for c in cands)
     assert all(c["crops"] and c["crops"][0]["detection_id"] == c["via_detection_id"] for c in cands)
 
+
+def test_match_merges_and_its_undo_restores_both_once(api: TestClient) -> None:
+    before = total(api)
+    screen = api.get("/api/review/next", params={"k": 3}).json()
+    query, cands = screen["query"]["deer"], screen["candidates"]
     merged = answer(api, screen, "match", pick=0)
     assert merged["merge_id"] is not None and merged["deer"]["id"] == cands[0]["deer"]["id"]
     assert merged["deer"]["sighting_count"] == cands[0]["deer"]["sighting_count"] + query["sighting_count"]
@@ -101,7 +105,10 @@ def test_screen_match_undo_none_skip(api: TestClient) -> None:
     again = api.post(f"/api/review/decisions/{merged['decision_id']}/undo", headers=AUTH)
     assert again.status_code == 409 and "already undone" in again.json()["detail"]
 
-    # "None of these": the pairs shown are never shown together again, from either side.
+
+def test_none_of_these_pairs_are_never_shown_together_again(api: TestClient) -> None:
+    """From either side: neither the query's candidates nor theirs hold the other."""
+    before = total(api)
     screen = api.get("/api/review/next", params={"k": 3}).json()
     q = screen["query"]["deer"]["id"]
     rejected = {c["deer"]["id"] for c in screen["candidates"]}
@@ -115,7 +122,8 @@ def test_screen_match_undo_none_skip(api: TestClient) -> None:
     history = api.get("/api/review/decisions").json()
     assert history[0]["choice"] == "none" and set(map(str, history[0]["shown"])) == rejected
 
-    # Skip: that query is not offered again.
+
+def test_a_skipped_query_is_not_offered_again(api: TestClient) -> None:
     screen = api.get("/api/review/next", params={"k": 3}).json()
     skipped = screen["query"]["deer"]["id"]
     answer(api, screen, "skip")
