@@ -6,13 +6,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image
 
 from deerid.domain.matching import Aggregation
 from deerid.domain.probability import SameAnimalProbability
+from deerid.embed.protocol import EmbedderLike
 from deerid.evaluation.calibration import (
     CALIBRATION_THRESHOLDS,
     DEFAULT_TARGET_FMR,
@@ -41,10 +42,6 @@ class _StreamOptions(TypedDict):
     seed: int
     capture_order: Sequence[Any] | None
     aggregation: Aggregation
-
-
-class SupportsEmbed(Protocol):
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -167,7 +164,7 @@ def evaluate_vectors(
 
 def evaluate_folder(
     root: Path,
-    embedder: SupportsEmbed,
+    embedder: EmbedderLike,
     *,
     threshold: float | None,
     orders: int = 3,
@@ -214,7 +211,7 @@ def evaluate_folder(
 
 def embed_items(
     items: Sequence[tuple[Path, str, str]],
-    embedder: SupportsEmbed,
+    embedder: EmbedderLike,
     *,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
