@@ -41,16 +41,13 @@ BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "src"))
 sys.path.append(str(BENCH))
 
-from deerid.embed.backbones import get_backbone_spec, load_network  # noqa: E402
 from deerid.embed.model_file import WEIGHTS_FILE  # noqa: E402
-from deerid.embed.tail import n_blocks, split_network  # noqa: E402
-from deerid.embed.weights import resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 from deerid.training import TrainConfig, train  # noqa: E402
 from deerid.training.adapt import AdaptConfig, adapt, pseudo_labels  # noqa: E402
 from deerid.training.cache import CLEAN  # noqa: E402
 from deerid.training.data import check_samples  # noqa: E402
-from deerid.training.loop import cached_features, embed_cached  # noqa: E402
+from deerid.training.loop import FrozenSplit, embed_cached  # noqa: E402
 from ranking import set_variant  # noqa: E402
 from train_cv import DATA, folds  # noqa: E402
 
@@ -136,21 +133,10 @@ def main() -> None:
     individuals = np.array([s[1] for s in samples])
     sightings = np.array([s[2] for s in samples])  # globally unique on nyala: one sighting, one animal
 
-    spec = get_backbone_spec(tcfg.backbone)
-    network = load_network(spec, resolve_weights(spec.weights).path)
-    split = n_blocks(network) - tcfg.trainable_blocks
-    trunk, untrained = split_network(network, tcfg.trainable_blocks)
+    frozen = FrozenSplit.load(replace(tcfg, device="cpu"))
+    untrained = frozen.tail
     t0, c0 = time.monotonic(), time.process_time()
-    feats = cached_features(
-        [s[0] for s in samples],
-        data.sha256,
-        trunk,
-        spec,
-        tcfg,
-        split=split,
-        cache_dir=args.cache_dir,
-        device=torch.device("cpu"),
-    )
+    feats, _ = frozen.features(data, tcfg, args.cache_dir, None)
     cache_wall, cache_cpu = time.monotonic() - t0, time.process_time() - c0
     print(f"cache: {tuple(feats.shape)} in {cache_wall:.0f} s wall, {cache_cpu:.0f} s CPU", flush=True)
     cpu = torch.device("cpu")
@@ -222,9 +208,7 @@ def main() -> None:
             else:
                 model = adapt(crops, config, out_root / f"fold{k}-{mode}", progress=show, resume=True)
             wall, cpu_s = time.monotonic() - tw, time.process_time() - tc
-            _, tail = split_network(
-                load_network(spec, resolve_weights(spec.weights).path), tcfg.trainable_blocks
-            )
+            tail = FrozenSplit.load(replace(tcfg, device="cpu")).tail  # a fresh, untrained tail
             tail.load_state_dict(torch.load(model.model_dir / WEIGHTS_FILE, weights_only=True))
             v = embed_cached(tail, feats[torch.from_numpy(np.flatnonzero(test)), CLEAN], cpu).numpy()
             q = link_quality(

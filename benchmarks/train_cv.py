@@ -28,15 +28,12 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from deerid.embed.backbones import get_backbone_spec, load_network  # noqa: E402
 from deerid.embed.model_file import WEIGHTS_FILE  # noqa: E402
-from deerid.embed.tail import n_blocks, split_network  # noqa: E402
-from deerid.embed.weights import resolve_weights  # noqa: E402
 from deerid.evaluation.retrieval import load_identity_folder, retrieval_metrics  # noqa: E402
 from deerid.training import TrainConfig, train  # noqa: E402
-from deerid.training.cache import CLEAN, MIRROR, build_cache, cache_key  # noqa: E402
+from deerid.training.cache import CLEAN, MIRROR  # noqa: E402
 from deerid.training.data import check_samples  # noqa: E402
-from deerid.training.loop import embed_cached  # noqa: E402
+from deerid.training.loop import FrozenSplit, embed_cached  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "nyala" / "train"
 N_FOLDS = 3
@@ -90,28 +87,9 @@ def main() -> None:
     individuals = np.array([s[1] for s in samples])
     sightings = np.array([s[2] for s in samples])
 
-    spec = get_backbone_spec(cfg.backbone)
-    network = load_network(spec, resolve_weights(spec.weights).path)
-    total = n_blocks(network)
-    trunk, _ = split_network(network, cfg.trainable_blocks)
+    frozen = FrozenSplit.load(replace(cfg, device="cpu"))
     t0, c0 = time.monotonic(), time.process_time()
-    key = cache_key(
-        spec.name, cfg.input_size, total - cfg.trainable_blocks, cfg.augment, cfg.n_aug_views, cfg.seed
-    )
-    feats = build_cache(
-        [s[0] for s in samples],
-        data.sha256,
-        trunk,
-        input_size=cfg.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        aug=cfg.augment,
-        n_aug=cfg.n_aug_views,
-        seed=cfg.seed,
-        key=key,
-        cache_dir=args.cache_dir,
-        device=torch.device("cpu"),
-    )
+    feats, _ = frozen.features(data, cfg, args.cache_dir, None)
     cache_wall, cache_cpu = time.monotonic() - t0, time.process_time() - c0
     print(f"cache: {feats.shape} in {cache_wall:.0f} s wall, {cache_cpu:.0f} s CPU", flush=True)
 
@@ -141,15 +119,11 @@ def main() -> None:
 
         tf = feats[torch.from_numpy(np.flatnonzero(test))]
         ind, sig = list(individuals[test]), list(sightings[test])
-        _, untrained = split_network(
-            load_network(spec, resolve_weights(spec.weights).path), cfg.trainable_blocks
-        )
+        untrained = FrozenSplit.load(replace(cfg, device="cpu")).tail  # a fresh, untrained tail
         # Untrained + centring on the training folds' mean (a shippable option for the default too).
         trf = feats[torch.from_numpy(np.flatnonzero(~test))]
         u_center = embed_cached(untrained, trf[:, CLEAN], torch.device("cpu")).mean(0)
-        _, trained = split_network(
-            load_network(spec, resolve_weights(spec.weights).path), cfg.trainable_blocks
-        )
+        trained = FrozenSplit.load(replace(cfg, device="cpu")).tail  # the trained weights go in next
         trained.load_state_dict(torch.load(model.model_dir / WEIGHTS_FILE, weights_only=True))
         t_center = trained.center.clone()
         trained.center.zero_()

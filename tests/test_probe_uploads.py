@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from deerid.api.main import create_app
-from deerid.api.routes.uploads import resume_interrupted
 from deerid.app import Deerid
 from deerid.core.config import Settings
 from deerid.db.tables import Image
+from deerid.pipeline.uploads import resume_interrupted
 from support.paths import FEEDER, FEEDER_JSON
 
 TOKEN = "uploads-token"
@@ -119,3 +119,22 @@ def test_upload_errors_show_no_server_paths(configured: Settings, client: TestCl
     for path in {str(configured.data_dir), str(configured.data_dir.resolve())}:
         assert path not in text, text
     assert "/uploads/" not in text, text
+
+
+def test_a_damaged_status_file_is_one_clear_answer_and_never_stops_a_start(configured: Settings) -> None:
+    """Tried: one upload whose status.json is cut in half, one whose status is a word no version
+    writes, beside an interrupted one. The server still starts and finishes the good one; each bad
+    one answers 503 naming the file and what to do, not a 500."""
+    good = _interrupted(configured, ("IMG_2257.JPG",), pid=999_999_999)
+    cut = _interrupted(configured, ("IMG_2260.JPG",))
+    cut_status = configured.data_dir / "uploads" / cut / "status.json"
+    cut_status.write_text(cut_status.read_text()[:20])
+    odd = _interrupted(configured, ("IMG_2263.JPG",), status="paused")
+
+    with TestClient(create_app(configured), base_url="http://localhost") as client:
+        assert _wait(client, good)["status"] == "done"
+        for upload_id in (cut, odd):
+            got = client.get(f"/api/uploads/{upload_id}")
+            assert got.status_code == 503, got.text
+            assert "status.json cannot be read" in got.json()["detail"] and "remove" in got.json()["detail"]
+            assert str(configured.data_dir) not in got.json()["detail"]

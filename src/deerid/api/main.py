@@ -32,6 +32,7 @@ from deerid.api.routes import deployments as deployment_routes
 from deerid.api.routes import export as export_routes
 from deerid.app import Deerid
 from deerid.core.config import Settings, get_settings
+from deerid.pipeline.uploads import resume_interrupted
 from deerid.store.review import ReviewCache
 
 
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, context: Deerid | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Uploads a stopped server left half-done are finished in the background (F22).
-        app.state.upload_resume = uploads.resume_interrupted(context)
+        app.state.upload_resume = resume_interrupted(context)
         try:
             yield
         finally:

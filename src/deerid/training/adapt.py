@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from deerid.embed.backbones import get_backbone_spec, load_network
 from deerid.embed.model_file import (
     WEIGHTS_FILE,
     AdaptedBlock,
@@ -44,11 +43,9 @@ from deerid.embed.model_file import (
     read_model_file,
     write_model_file,
 )
-from deerid.embed.tail import n_blocks, resolve_device, split_network
-from deerid.embed.weights import resolve_weights
 from deerid.training.cache import CLEAN
 from deerid.training.data import TrainingDataError, check_samples
-from deerid.training.loop import TrainConfig, TrainedModel, cached_features, embed_cached, train
+from deerid.training.loop import FrozenSplit, TrainConfig, TrainedModel, embed_cached, train
 from deerid.training.progress import ProgressCallback, ProgressEvent, emit, progress_line
 
 Crop = tuple[Path, str]  # (image file, encounter): crops of one encounter show one animal
@@ -246,30 +243,10 @@ def adapt(
 
     tcfg = config.train
     cache_dir = Path(tcfg.cache_dir) if tcfg.cache_dir else out_dir / "cache"
-    device = resolve_device(tcfg.device)
-    spec = get_backbone_spec(tcfg.backbone)
-    network = load_network(spec, resolve_weights(spec.weights).path)
-    split = n_blocks(network) - tcfg.trainable_blocks
-    trunk, tail = split_network(network, tcfg.trainable_blocks)
-    trunk.to(device)
-    tail.to(device)
-    t0 = time.monotonic()
-    feats = cached_features(
-        [s[0] for s in data.samples],
-        data.sha256,
-        trunk,
-        spec,
-        tcfg,
-        split=split,
-        cache_dir=cache_dir,
-        device=device,
-        progress=lambda done, total: emit(
-            progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
-        ),
-    )
-    cache_s = time.monotonic() - t0
-    vectors = embed_cached(tail, feats[:, CLEAN], device).numpy()
-    del feats, trunk, tail, network  # train() loads the cache again; two copies would double the memory
+    frozen = FrozenSplit.load(tcfg)
+    feats, cache_s = frozen.features(data, tcfg, cache_dir, progress)
+    vectors = embed_cached(frozen.tail, feats[:, CLEAN], frozen.device).numpy()
+    del feats, frozen  # train() loads the cache again; two copies would double the memory
     t1 = time.monotonic()
     pseudo = pseudo_labels(vectors, encounters, k=config.link_k, threshold=config.link_threshold)
     emit(progress, phase="pseudo", crops=len(encounters), seconds=time.monotonic() - t1, **pseudo.summary())

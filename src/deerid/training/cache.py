@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from deerid.core.files import atomic_path
 from deerid.embed.preprocess import to_batch
 from deerid.training.augment import AugmentConfig, augment
 
@@ -95,10 +94,8 @@ def build_cache(
             t = feats[j].clone()
             out[i] = t
             if cache_dir:
-                f = cache_dir / key / f"{sha256s[i]}.pt"
-                tmp = f.with_name(f".{f.name}.{uuid.uuid4().hex}")
-                torch.save(t, tmp)
-                os.replace(tmp, f)
+                with atomic_path(cache_dir / key / f"{sha256s[i]}.pt") as tmp:
+                    torch.save(t, tmp)
         done += len(chunk)
         if progress:
             progress(done, len(paths))

@@ -171,6 +171,49 @@ def cached_features(
     )
 
 
+@dataclass
+class FrozenSplit:
+    """A backbone cut for training: the frozen trunk (its features are cached) and the tail that
+    trains, on `device`; `split` is the trunk's block count, `base_sha` the weights they came from."""
+
+    spec: BackboneSpec
+    trunk: torch.nn.Module
+    tail: Tail
+    split: int
+    base_sha: str
+    device: torch.device
+
+    @classmethod
+    def load(cls, config: TrainConfig) -> FrozenSplit:
+        device = resolve_device(config.device)
+        spec = get_backbone_spec(config.backbone)
+        weights = resolve_weights(spec.weights)
+        network = load_network(spec, weights.path)
+        split = n_blocks(network) - config.trainable_blocks
+        trunk, tail = split_network(network, config.trainable_blocks)
+        return cls(spec, trunk.to(device), tail.to(device), split, weights.sha256, device)
+
+    def features(
+        self, data: CheckedData, config: TrainConfig, cache_dir: Path, progress: ProgressCallback | None
+    ) -> tuple[torch.Tensor, float]:
+        """`cached_features` of every view of `data`, reporting "cache" events; (features, seconds)."""
+        t0 = time.monotonic()
+        feats = cached_features(
+            [s[0] for s in data.samples],
+            data.sha256,
+            self.trunk,
+            self.spec,
+            config,
+            split=self.split,
+            cache_dir=cache_dir,
+            device=self.device,
+            progress=lambda done, total: emit(
+                progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
+            ),
+        )
+        return feats, time.monotonic() - t0
+
+
 def train(
     samples: list[Sample],
     config: TrainConfig,
@@ -198,33 +241,14 @@ def train(
             emit(progress, phase="done", reused=True, model_id=done.model_id)
             return TrainedModel.from_file(out_dir, done)
 
-    device = resolve_device(config.device)
-    spec = get_backbone_spec(config.backbone)
-    weights = resolve_weights(spec.weights)
-    network = load_network(spec, weights.path)
-    total_blocks = n_blocks(network)
-    trunk, tail = split_network(network, config.trainable_blocks)
-    trunk.to(device)
-    tail.to(device)
+    frozen = FrozenSplit.load(config)
 
     # Seeded before anything draws from the global generator (the cache, the epochs).
     torch.manual_seed(config.seed)
     prev_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        trainer = Trainer.prepare(
-            data,
-            config,
-            out_dir,
-            trunk=trunk,
-            tail=tail,
-            spec=spec,
-            split=total_blocks - config.trainable_blocks,
-            base_sha=weights.sha256,
-            device=device,
-            progress=progress,
-            started=t_start,
-        )
+        trainer = Trainer.prepare(data, config, out_dir, frozen, progress=progress, started=t_start)
         if resume:
             trainer.load_checkpoint()
         return trainer.fit()
@@ -323,45 +347,27 @@ class Trainer:
         data: CheckedData,
         config: TrainConfig,
         out_dir: Path,
+        frozen: FrozenSplit,
         *,
-        trunk: torch.nn.Module,
-        tail: Tail,
-        spec: BackboneSpec,
-        split: int,
-        base_sha: str,
-        device: torch.device,
         progress: ProgressCallback | None = None,
         started: float | None = None,
     ) -> Trainer:
         """Cache the trunk's features of every view of `data` (or read them back) and build the trainer."""
         out_dir.mkdir(parents=True, exist_ok=True)
         cache_dir = Path(config.cache_dir) if config.cache_dir else out_dir / "cache"
-        t0 = time.monotonic()
-        feats = cached_features(
-            [s[0] for s in data.samples],
-            data.sha256,
-            trunk,
-            spec,
-            config,
-            split=split,
-            cache_dir=cache_dir,
-            device=device,
-            progress=lambda done, total: emit(
-                progress, phase="cache", done=done, total=total, seconds=time.monotonic() - t0
-            ),
-        )
+        feats, cache_seconds = frozen.features(data, config, cache_dir, progress)
         return cls(
             config=config,
             out_dir=out_dir,
-            tail=tail,
+            tail=frozen.tail,
             dataset=TrainingSet.split(data, feats, config),
             data=data,
-            backbone=spec.name,
-            base_sha=base_sha,
-            device=device,
+            backbone=frozen.spec.name,
+            base_sha=frozen.base_sha,
+            device=frozen.device,
             cache_dir=cache_dir,
             progress=progress,
-            cache_seconds=time.monotonic() - t0,
+            cache_seconds=cache_seconds,
             started=time.monotonic() if started is None else started,
         )
 
