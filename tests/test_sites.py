@@ -30,6 +30,8 @@ from deerid.domain.sites import DEFAULT_SITE, SiteError
 from deerid.pipeline.ingest import ingest
 from deerid.reid.service import Outcome, assign_detection
 from deerid.store import deer as deer_store
+from deerid.store import review as review_store
+from deerid.store.review import ReviewCache
 from support.builders import MODEL, World, assign, near, random_unit_vector
 from support.cards import feeder_card
 
@@ -66,6 +68,36 @@ def test_matching_across_sites_is_opt_in(world: World) -> None:
     joined = assign_detection(world.factory, det, threshold=0.85, model_id=MODEL, across_sites=True)
     assert joined.outcome is Outcome.MATCHED
     assert joined.deer_id == founded.deer_id
+
+
+def test_review_candidates_come_from_the_query_s_own_site(world: World) -> None:
+    """Tried: a north deer and a near-identical south deer (each founded in its own site, as
+    matching leaves them), and a second, unlike south deer. The south deer's review candidates
+    hold only the other south deer; with across_sites the north look-alike comes first. Moving
+    the north camera into the south site makes it a candidate at once (the cached pairs follow)."""
+    a = random_unit_vector(7)
+    north = assign(world, world.box(world.photo(camera="north feeder", site="north"), a)).deer_id
+    south_box = world.box(world.photo(camera="south scrape", site="south"), near(a, 0.97, 8))
+    south = assign(world, south_box).deer_id
+    unlike = world.box(world.photo(camera="south creek", site="south"), random_unit_vector(9))
+    other = assign(world, unlike).deer_id
+    assert south is not None and len({north, south, other}) == 3
+    cache = ReviewCache()
+
+    def candidates(across_sites: bool) -> list[object]:
+        with world.factory() as s:
+            shown = review_store.deer_candidates(s, MODEL, south, cache=cache, across_sites=across_sites)
+        return [c.deer_id for c in shown]
+
+    assert candidates(False) == [other]
+    assert candidates(True) == [north, other]
+    with world.factory() as s:
+        screen = review_store.next_screen(s, MODEL, cache=cache)
+    assert screen is not None and north not in {screen.query_deer_id, *(c.deer_id for c in screen.candidates)}
+
+    with world.factory() as s, s.begin():
+        s.execute(sa.update(Camera).where(Camera.name == "north feeder").values(site="south"))
+    assert candidates(False)[0] == north
 
 
 def test_the_detections_site_follows_its_camera_and_photo(world: World) -> None:

@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     )
     match_across_sites: bool = Field(
         False,
-        description="Match a sighting against deer of every site, not only its camera's own "
+        description="Match a sighting, and draw review candidates, from deer of every site, not only "
+        "its camera's own "
         "(docs/scale.md, 'Workers and sites'); sites keep workers of different properties apart.",
     )
     broker_url: str | None = Field(

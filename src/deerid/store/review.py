@@ -53,33 +53,43 @@ class _Pairs:
     i: np.ndarray
     j: np.ndarray
     sim: np.ndarray  # sorted best first
+    sites: np.ndarray | None  # the rows' sites the pairs were kept within; None: across sites
 
 
 @dataclass
 class ReviewCache:
-    """Per process: vectors and nearest-sighting pairs of one model, rebuilt when sightings are added."""
+    """Per process: vectors and nearest-sighting pairs of one model (per site, or across sites),
+    rebuilt when sightings are added or a camera changes site."""
 
-    _pairs: dict[str, _Pairs] = field(default_factory=dict)
+    _pairs: dict[tuple[str, bool], _Pairs] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _ranked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _ranked: dict[tuple[str, bool], dict[str, Any]] = field(default_factory=dict)
 
-    def memo(self, model_id: str) -> dict[str, Any]:
+    def memo(self, model_id: str, across_sites: bool = False) -> dict[str, Any]:
         """Where a snapshot keeps its ranked candidates for the next one (see ReviewGraph.memo)."""
-        return self._ranked.setdefault(model_id, {})
+        return self._ranked.setdefault((model_id, across_sites), {})
 
     def forget_ranked(self) -> None:
         """Drop the ranked candidates kept between snapshots, as a merge does (benchmarks)."""
         self._ranked.clear()
 
-    def pairs(self, session: Session, model_id: str, ids: np.ndarray) -> _Pairs:
+    def pairs(self, session: Session, model_id: str, ids: np.ndarray, sites: np.ndarray | None) -> _Pairs:
+        """`sites` (one per row) keeps pairs within a site; None compares across sites."""
+        key = (model_id, sites is None)
         with self._lock:
-            cached = self._pairs.get(model_id)
-            if cached is not None and np.array_equal(cached.ids, ids):
+            cached = self._pairs.get(key)
+            if cached is not None and np.array_equal(cached.ids, ids) and _same(cached.sites, sites):
                 return cached
-            vectors = _load_vectors(session, ids, cached)
-            built = _build_pairs(ids, vectors)
-            self._pairs[model_id] = built
+            # Vectors never change: the other scope's copy serves as well.
+            reuse = cached or self._pairs.get((model_id, sites is not None))
+            vectors = _load_vectors(session, ids, reuse)
+            built = _build_pairs(ids, vectors, sites)
+            self._pairs[key] = built
             return built
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def _load_vectors(session: Session, ids: np.ndarray, cached: _Pairs | None) -> np.ndarray:
@@ -103,9 +113,27 @@ def _load_vectors(session: Session, ids: np.ndarray, cached: _Pairs | None) -> n
     return out / np.maximum(norms, 1e-12)
 
 
-def _build_pairs(ids: np.ndarray, vectors: np.ndarray) -> _Pairs:
-    i, j, sim = comparable_pairs(vectors)
-    return _Pairs(ids, vectors, i, j, sim.astype(np.float64))
+def _build_pairs(ids: np.ndarray, vectors: np.ndarray, sites: np.ndarray | None) -> _Pairs:
+    if sites is None:
+        i, j, sim = comparable_pairs(vectors)
+        return _Pairs(ids, vectors, i, j, sim.astype(np.float64), None)
+    # Within each site on its own, as matching searches: a sighting's nearest neighbours are
+    # found among its own site's, not crowded out by look-alikes of another property.
+    parts_i, parts_j, parts_sim = [], [], []
+    for site in np.unique(sites):
+        rows = np.flatnonzero(sites == site)
+        i, j, sim = comparable_pairs(vectors[rows])
+        parts_i.append(rows[i])
+        parts_j.append(rows[j])
+        parts_sim.append(sim.astype(np.float64))
+    if not parts_i:
+        empty = np.empty(0, dtype=np.int64)
+        return _Pairs(ids, vectors, empty, empty, np.empty(0), sites)
+    if len(parts_i) == 1:  # one site (the usual case): already in order
+        return _Pairs(ids, vectors, parts_i[0], parts_j[0], parts_sim[0], sites)
+    i, j, sim = np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_sim)
+    order = np.argsort(-sim, kind="stable")  # most similar first, as comparable_pairs gives them
+    return _Pairs(ids, vectors, i[order], j[order], sim[order], sites)
 
 
 @dataclass
@@ -135,7 +163,8 @@ _SNAPSHOT = sa.text(
            array_agg(d.image_id ORDER BY d.id),
            array_agg(coalesce(d.track_id, -d.id) ORDER BY d.id),
            array_agg(coalesce(i.event_id, 0) ORDER BY d.id),
-           array_agg(de.sex::text ORDER BY d.id)
+           array_agg(de.sex::text ORDER BY d.id),
+           array_agg(d.site ORDER BY d.id)
     FROM detections d
     JOIN images i ON i.id = d.image_id
     JOIN deer de ON de.id = d.deer_id
@@ -144,12 +173,16 @@ _SNAPSHOT = sa.text(
 )
 
 
-def load_gallery(session: Session, model_id: str, cache: ReviewCache | None = None) -> Gallery:
+def load_gallery(
+    session: Session, model_id: str, cache: ReviewCache | None = None, *, across_sites: bool = False
+) -> Gallery:
+    """The review graph of `model_id`'s sightings. Candidates come from the query's own site, as
+    matching's do (docs/deploy.md, sites), unless `across_sites` (DEERID_MATCH_ACROSS_SITES)."""
     # One row of arrays: 10,000 sightings arrive in a few ms instead of 10,000 row objects.
-    det, deer, image, track, event, sexes = session.execute(_SNAPSHOT, {"model": model_id}).one()
+    det, deer, image, track, event, sexes, sites = session.execute(_SNAPSHOT, {"model": model_id}).one()
     ids = np.asarray(det or [], dtype=np.int64)
     cache = cache or ReviewCache()
-    pairs = cache.pairs(session, model_id, ids)
+    pairs = cache.pairs(session, model_id, ids, None if across_sites else np.asarray(sites or [], dtype=str))
     deer_keys, owner = np.unique(np.asarray(deer or [], dtype=str), return_inverse=True)
     owner = owner.astype(np.int64).ravel()
     image = np.asarray(image or [], dtype=np.int64)
@@ -170,7 +203,7 @@ def load_gallery(session: Session, model_id: str, cache: ReviewCache | None = No
         pairs.sim[fits],
         len(deer_keys),
         vectors=pairs.vectors,
-        memo=cache.memo(model_id),
+        memo=cache.memo(model_id, across_sites),
     )
     # Boxes of one photo are different animals.
     for profiles in _groups_with_several(image, owner):
@@ -285,8 +318,9 @@ def next_screen(
     probability: Probability = uncalibrated,
     exclude: Iterable[uuid.UUID] = (),
     cache: ReviewCache | None = None,
+    across_sites: bool = False,
 ) -> ScreenView | None:
-    gallery = load_gallery(session, model_id, cache)
+    gallery = load_gallery(session, model_id, cache, across_sites=across_sites)
     skip = {p for d in exclude if (p := gallery.profile(d)) is not None}
     screen: Screen | None = gallery.graph.next_screen(k, probability, exclude=skip)
     if screen is None:
@@ -305,8 +339,9 @@ def deer_candidates(
     k: int = DEFAULT_K,
     probability: Probability = uncalibrated,
     cache: ReviewCache | None = None,
+    across_sites: bool = False,
 ) -> tuple[ShownCandidate, ...]:
-    gallery = load_gallery(session, model_id, cache)
+    gallery = load_gallery(session, model_id, cache, across_sites=across_sites)
     profile = gallery.profile(deer_id)
     if profile is None:
         return ()
@@ -321,9 +356,10 @@ def track_candidates(
     k: int = DEFAULT_K,
     probability: Probability = uncalibrated,
     cache: ReviewCache | None = None,
+    across_sites: bool = False,
 ) -> tuple[ShownCandidate, ...]:
     """Candidates for one track on its own: as if it were split off its deer (its own deer is one)."""
-    gallery = load_gallery(session, model_id, cache)
+    gallery = load_gallery(session, model_id, cache, across_sites=across_sites)
     rows = gallery.rows_of_track.get(track_id)
     if not rows:
         return ()
@@ -369,6 +405,7 @@ def decide(
     candidate: uuid.UUID | None = None,
     probability: Probability = uncalibrated,
     cache: ReviewCache | None = None,
+    across_sites: bool = False,
 ) -> ReviewScreen:
     """Record one answered screen; a match merges the query into the candidate.
 
@@ -390,7 +427,7 @@ def decide(
         )
     # Serialise answers: two tabs answering the same screen must not both merge.
     session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended('deerid:review', 0))"))
-    gallery = load_gallery(session, model_id, cache)
+    gallery = load_gallery(session, model_id, cache, across_sites=across_sites)
     q = gallery.profile(query)
     if q is None:
         raise curation.CurationError(f"deer {query} has no sighting of the active model to review")
@@ -502,7 +539,8 @@ def sighting_fit(
 
     Fit = the best similarity to one of the deer's sightings *outside its own track* (its
     track-mates say nothing: they are the same frames). None: nothing to compare with."""
-    gallery = load_gallery(session, model_id, cache)
+    # One deer's own sightings, wherever they were: its sites do not split it.
+    gallery = load_gallery(session, model_id, cache, across_sites=True)
     profile = gallery.profile(deer_id)
     if profile is None:
         return []

@@ -131,7 +131,13 @@ def next_screen(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"exclude: {exc}") from exc
     model_id, probability, calibrated = _model(context)
     screen = review_store.next_screen(
-        session, model_id, k=k, probability=probability, exclude=skipped, cache=cache
+        session,
+        model_id,
+        k=k,
+        probability=probability,
+        exclude=skipped,
+        cache=cache,
+        across_sites=context.settings.match_across_sites,
     )
     if screen is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -171,6 +177,7 @@ def answer(
         # The process's cache: without it every answer re-read every vector and rebuilt the
         # nearest-neighbour table (seconds at 10,000 sightings).
         cache=cache,
+        across_sites=context.settings.match_across_sites,
     )
     where = record.candidate_deer_id if record.choice is ReviewChoice.MATCH else record.query_deer_id
     assert where is not None
@@ -215,7 +222,13 @@ def deer_candidates(
     found(session, deer_id)
     model_id, probability, _ = _model(context)
     shown = review_store.deer_candidates(
-        session, model_id, deer_id, k=k, probability=probability, cache=cache
+        session,
+        model_id,
+        deer_id,
+        k=k,
+        probability=probability,
+        cache=cache,
+        across_sites=context.settings.match_across_sites,
     )
     return _candidates(session, shown)
 
@@ -227,7 +240,13 @@ def track_candidates(
     """The deer most probably the animal of this track, as if the track stood alone."""
     model_id, probability, _ = _model(context)
     shown = review_store.track_candidates(
-        session, model_id, track_id, k=k, probability=probability, cache=cache
+        session,
+        model_id,
+        track_id,
+        k=k,
+        probability=probability,
+        cache=cache,
+        across_sites=context.settings.match_across_sites,
     )
     if not shown and not review_store.track_exists(session, track_id):
         raise NotFound(f"no track {track_id}")
