@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,3 +127,40 @@ def test_config_reads_the_environment(data_dir: Path) -> None:
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "REID_THRESHOLD='high'" in bad.stderr
+
+
+def test_backup_and_restore_between_two_embedded_data_dirs(tmp_path: Path) -> None:
+    """The embedded default end to end, in separate processes as a user runs it. Tried: an ingest
+    into a data dir whose path has spaces (macOS's default data dir has one), `deerid backup`, then
+    `deerid restore` into a fresh data dir with its own embedded server. The restored one lists the
+    same deer with the same sighting counts."""
+    from support.cards import feeder_card
+
+    root = Path(tempfile.mkdtemp(prefix="deerid embedded "))
+    source, target = root / "source data", root / "target data"
+    card, md = feeder_card(tmp_path, ["IMG_2257.JPG", "IMG_2260.JPG", "IMG_2263.JPG"])
+
+    def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DEERID, *args], env=env_for(data_dir), capture_output=True, text=True, timeout=300
+        )
+
+    try:
+        ingested = run(source, "ingest", str(card), "--detections", str(md), "--json")
+        assert ingested.returncode == 0, ingested.stderr
+        before = json.loads(run(source, "deer", "list", "--json").stdout)
+        assert before and sum(d["sightings"] for d in before) >= 3
+        archive = root / "deer herd.backup"
+        made = run(source, "backup", str(archive))
+        assert made.returncode == 0, made.stderr
+        restored = run(target, "restore", str(archive))
+        assert restored.returncode == 0, restored.stderr
+        assert "restored 3 photos" in restored.stdout
+        after = json.loads(run(target, "deer", "list", "--json").stdout)
+        assert [(d["id"], d["sightings"]) for d in after] == [(d["id"], d["sightings"]) for d in before]
+    finally:
+        for data_dir in (source, target):
+            pid = embedded_pid(data_dir / "pgdata")
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
