@@ -320,7 +320,15 @@ def test_upload_page(page: Page, api: httpx.Client, artifacts_dir: Path, tmp_pat
     page.route("**/api/uploads/00000000", lambda route: route.fulfill(json=running))
     page.goto("/upload?id=00000000")
     expect(page.locator("#up-reid-bar")).to_have_attribute("aria-valuenow", "30")
+    expect(page.locator("#up-reid-bar")).to_have_attribute("aria-label", "Deer boxes re-identified")
     shot(page, artifacts_dir, "upload-progress")
+    # While the info strips are read, the second bar says so rather than "re-identified".
+    reading = running | {"id": "1" * 8, "reid_done": 12, "stage": "info strips"}
+    page.route("**/api/uploads/11111111", lambda route: route.fulfill(json=reading))
+    page.goto("/upload?id=11111111")
+    expect(page.locator("#up-reid-bar")).to_have_attribute("aria-label", "Info strips read")
+    expect(page.locator("#up-reid-bar")).to_have_attribute("aria-valuenow", "12")
+    shot(page, artifacts_dir, "upload-strips")
 
     page.goto("/upload")
     page.set_input_files("#up-photos", [str(photo)])

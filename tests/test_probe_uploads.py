@@ -91,6 +91,7 @@ def test_interrupted_uploads_resume_when_the_server_starts(configured: Settings)
             assert state["status"] == "done", state
             assert state["report"]["photos_new"] == 1 and state["report"]["reidentified"] >= 1, state
             assert state["resumed_at"]
+            assert state["stage"] == "re-identifying"  # the last pass that filled the second bar
         assert client.get(f"/api/uploads/{failed}").json()["status"] == "failed"
     with Deerid(configured) as deerid:
         with deerid.sessions() as s:

@@ -75,6 +75,9 @@ class UploadStatus(BaseModel):
     error: str | None = None
     reid_total: int | None = None
     reid_done: int | None = None
+    # Which pass fills the second bar now: "info strips", then "re-identifying" (the ingest's
+    # progress labels), so the page names what it counts.
+    stage: str | None = None
     detections: int | None = None
     reidentified: int | None = None
     new_deer: int | None = None
@@ -165,8 +168,8 @@ def run_upload(context: Deerid, folder: Path, detections: Path | None) -> None:
     status, not raised: the upload page must say so rather than spin."""
 
     def progress(label: str, total: int) -> Callable[[int], None]:
-        # The page has two bars: photos stored, and re-identification, which every other pass
-        # (info strips, then re-identifying) fills in turn.
+        # The page has two bars: photos stored, and one that every other pass (info strips, then
+        # re-identifying) fills in turn, named by `stage`.
         photos = label == "photos"
         with _changing(folder) as state:
             if photos:
@@ -175,6 +178,7 @@ def run_upload(context: Deerid, folder: Path, detections: Path | None) -> None:
             else:
                 state.reid_total = total
                 state.reid_done = 0
+                state.stage = label
         done = 0
 
         def advance(n: int) -> None:

@@ -116,7 +116,9 @@ export async function uploadPage(view, { navigate }) {
     const parts = [h("h2", {}, title, h("span", { class: `badge status-${s}`, id: "up-state" }, s))];
     if (s === "queued" || s === "running") {
       parts.push(bar("up-photos-bar", "Photos stored", job.photos_done || 0, job.photos_total || 0));
-      if (job.reid_total !== undefined) parts.push(bar("up-reid-bar", "Deer boxes re-identified", job.reid_done || 0, job.reid_total || 0));
+      // The second bar counts whichever pass runs: the info strips first, then re-identification.
+      const second = job.stage === "info strips" ? "Info strips read" : "Deer boxes re-identified";
+      if (job.reid_total !== undefined) parts.push(bar("up-reid-bar", second, job.reid_done || 0, job.reid_total || 0));
     }
     if (s === "done") {
       const r = job.report || {};
