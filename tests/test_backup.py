@@ -23,7 +23,7 @@ from deerid.db.backup import DUMP, BackupError, backup, restore, table_counts
 from deerid.pipeline.ingest import ingest
 from deerid.registry import calibration
 from support.cards import feeder_card
-from support.cli import invoke
+from support.cli import invoke_once
 from support.db import create_database
 
 PHOTOS = ["IMG_2257.JPG", "IMG_2263.JPG", "IMG_7335.JPG"]  # two of one buck, a doe + fawn
@@ -94,9 +94,7 @@ def test_round_trip_into_an_empty_database_keeps_every_count_the_token_and_calib
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """One `deerid ARGS` run in this process, on a context of its own, as a separate run would be."""
-    with Deerid(settings) as context:
-        ran = invoke(context, *args)
+    ran = invoke_once(settings, *args)
     return ran.returncode, ran.output
 
 

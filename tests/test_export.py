@@ -38,7 +38,7 @@ from deerid.export.common import ExportOptions, parse_timezone, stream_zip
 from deerid.pipeline.ingest import ingest
 from deerid.store.curation import move_detections
 from support.cards import feeder_card
-from support.cli import invoke
+from support.cli import invoke_once
 from support.server import start_server
 
 PHOTOS = [
@@ -111,9 +111,7 @@ def db_deerid(db: Settings) -> Iterator[Deerid]:
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
-    """One `deerid ARGS` run in this process, on a context of its own, as a separate run would be."""
-    with Deerid(settings) as context:
-        ran = invoke(context, *args)
+    ran = invoke_once(settings, *args)
     return ran.returncode, ran.stdout, ran.stderr
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from deerid.app import Deerid
 from deerid.cli import app
+from deerid.core.config import Settings
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class Ran:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def invoke_once(settings: Settings, *args: str) -> Ran:
+    """One `deerid ARGS` run on a context of its own, closed after it, as a separate run would be."""
+    with Deerid(settings) as context:
+        return invoke(context, *args)
 
 
 def invoke(deerid: Deerid, *args: str, env: Mapping[str, str] | None = None) -> Ran:

@@ -27,7 +27,8 @@ def deer_list(
     """One row per deer: id, name, sex, first/last seen, sightings, cameras (★: starred)."""
     from pydantic import TypeAdapter
 
-    from deerid.cli.shapes import DeerRow, deer_out
+    from deerid.api.outputs import deer_out
+    from deerid.cli.shapes import DeerRow
     from deerid.domain.classes import Sex
     from deerid.store.views import DeerFilter, list_deer
 
@@ -116,7 +117,8 @@ def deer_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """A deer's sightings with time, camera and similarity."""
-    from deerid.cli.shapes import DeerShown, deer_out, sighting_out
+    from deerid.api.outputs import deer_out, sighting_out
+    from deerid.cli.shapes import DeerShown
     from deerid.store.deer import find_deer
     from deerid.store.views import sightings
 

@@ -4,7 +4,6 @@ since the schemas pull in FastAPI."""
 
 from __future__ import annotations
 
-from deerid.api.outputs import deer_out, sighting_out
 from deerid.api.schemas import DeerOut, SightingOut
 
 
@@ -15,6 +14,3 @@ class DeerRow(DeerOut):
 
 class DeerShown(DeerOut):
     sightings: list[SightingOut]
-
-
-__all__ = ["DeerRow", "DeerShown", "deer_out", "sighting_out"]

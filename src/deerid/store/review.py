@@ -75,6 +75,9 @@ class ReviewCache:
 
     def pairs(self, session: Session, model_id: str, ids: np.ndarray, sites: np.ndarray | None) -> _Pairs:
         """`sites` (one per row) keeps pairs within a site; None compares across sites."""
+        if sites is not None and (sites == sites[:1]).all():
+            # One site (the usual case): its pairs are the across-sites pairs, built once for both.
+            sites = None
         key = (model_id, sites is None)
         with self._lock:
             cached = self._pairs.get(key)
@@ -126,11 +129,6 @@ def _build_pairs(ids: np.ndarray, vectors: np.ndarray, sites: np.ndarray | None)
         parts_i.append(rows[i])
         parts_j.append(rows[j])
         parts_sim.append(sim.astype(np.float64))
-    if not parts_i:
-        empty = np.empty(0, dtype=np.int64)
-        return _Pairs(ids, vectors, empty, empty, np.empty(0), sites)
-    if len(parts_i) == 1:  # one site (the usual case): already in order
-        return _Pairs(ids, vectors, parts_i[0], parts_j[0], parts_sim[0], sites)
     i, j, sim = np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_sim)
     order = np.argsort(-sim, kind="stable")  # most similar first, as comparable_pairs gives them
     return _Pairs(ids, vectors, i[order], j[order], sim[order], sites)

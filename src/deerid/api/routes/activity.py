@@ -13,7 +13,6 @@ from deerid.api.deps import Reader, SessionDep, SettingsDep
 from deerid.api.outputs import deer_out
 from deerid.api.params import LAST_DAY, Id32
 from deerid.api.routes.cameras import camera_out
-from deerid.api.routes.deer import found
 from deerid.api.schemas import ActivityOut, SeasonCameraOut, SeasonDeerOut, SeasonOut, WeekCount
 from deerid.core.config import Settings
 from deerid.db.tables import Camera, Image
@@ -21,6 +20,7 @@ from deerid.domain.activity import Activity, Visit, activity
 from deerid.domain.classes import Sex
 from deerid.errors import NotFound
 from deerid.store import activity as activity_store
+from deerid.store.deer import get_deer as found
 
 router = APIRouter(tags=["activity"])
 

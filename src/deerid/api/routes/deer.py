@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, Writer
 from deerid.api.outputs import deer_out, sighting_out
@@ -24,19 +23,13 @@ from deerid.api.schemas import (
     SightingOut,
     TimelineOut,
 )
-from deerid.db.tables import Deer
 from deerid.domain.classes import Sex
-from deerid.errors import NotFound
 from deerid.store import curation, links, views
 
+# `found`, because this module's GET /api/deer/{id} handler is called get_deer.
+from deerid.store.deer import get_deer as found
+
 router = APIRouter(prefix="/api/deer", tags=["deer"])
-
-
-def found(session: Session, deer_id: uuid.UUID) -> Deer:
-    deer = session.get(Deer, deer_id)
-    if deer is None:
-        raise NotFound(f"no deer {deer_id}")
-    return deer
 
 
 @router.get("", response_model=DeerPage, dependencies=[Reader])

@@ -7,9 +7,9 @@ from fastapi import APIRouter
 from deerid.api.deps import SessionDep, Writer
 from deerid.api.outputs import deer_out
 from deerid.api.params import Id32
-from deerid.api.routes.deer import found
 from deerid.api.schemas import DeerOut, MoveIn, MoveOut
 from deerid.store import curation
+from deerid.store.deer import get_deer as found
 
 router = APIRouter(prefix="/api", tags=["curation"])
 MOVE_CHUNK = 10_000

@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from deerid.api.deps import Reader, SessionDep, SettingsDep, Writer
 from deerid.api.outputs import deer_out
-from deerid.api.routes.deer import found
 from deerid.api.schemas import DeerLinkIn, YearOut
 from deerid.core.config import Settings
 from deerid.errors import NotFound
 from deerid.store import links
+from deerid.store.deer import get_deer as found
 
 router = APIRouter(prefix="/api/deer", tags=["deer"])
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from deerid.api.deps import ContextDep, Reader, SessionDep, Writer
 from deerid.api.outputs import crop_url, deer_out
-from deerid.api.routes.deer import found
 from deerid.api.schemas import MoveOut, ReviewDecisionIn, ReviewItemOut
 from deerid.app import Deerid
 from deerid.store import curation, views
+from deerid.store.deer import get_deer as found
 
 router = APIRouter(prefix="/api/review", tags=["review"])
 

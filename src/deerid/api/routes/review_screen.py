@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from sqlalchemy.orm import Session
 
 from deerid.api.deps import ContextDep, Reader, SessionDep, Writer
+from deerid.api.outputs import deer_out
 from deerid.api.params import Id64
-from deerid.api.routes.deer import deer_out, found
 from deerid.api.schemas import (
     CandidateOut,
     CropOut,
@@ -34,6 +34,7 @@ from deerid.domain.review import DEFAULT_K, Probability, uncalibrated
 from deerid.errors import NotFound
 from deerid.store import review as review_store
 from deerid.store import views
+from deerid.store.deer import get_deer as found
 
 router = APIRouter(prefix="/api", tags=["review"])
 
