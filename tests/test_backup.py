@@ -25,6 +25,7 @@ from deerid.registry import calibration
 from support.cards import feeder_card
 from support.cli import invoke_once
 from support.db import create_database
+from support.external_pg import external_postgres
 
 PHOTOS = ["IMG_2257.JPG", "IMG_2263.JPG", "IMG_7335.JPG"]  # two of one buck, a doe + fawn
 
@@ -150,3 +151,51 @@ def test_non_empty_database_is_refused_and_bad_backup_files_change_nothing(
     code, out = _cli(source, "restore", "--force", str(good))
     assert code == 0, out
     assert _state(source) == before
+
+
+def test_laptop_to_a_separate_postgresql_server_and_back(
+    deerid: Deerid, pg_root: str, tmp_path: Path
+) -> None:
+    """Move an ingest from the embedded kind of database to a PostgreSQL server deerid does not
+    manage (its own cluster, TCP, a password with URL-special characters, a non-superuser owner
+    role, the vector extension made by an admin), then back into a fresh database; every row and
+    file survives both moves. A wrong password is one clear error that does not echo it; a database
+    without the extension, which the role may not create, is one clear error naming the fix."""
+    source = _ingested(deerid, tmp_path)
+    before = _state(source)
+    made = backup(source, tmp_path / "laptop.backup")
+
+    with external_postgres() as server:
+        target_dir = tmp_path / "cluster"
+        target_dir.mkdir()
+        target = Settings(
+            database_url=server.create_database("deerid"), data_dir=target_dir, device="cpu", broker_url=None
+        )
+        wrong = target.model_copy(update={"database_url": server.url("deerid", password="not-it")})
+        with pytest.raises(BackupError, match="password authentication failed") as refused:
+            restore(wrong, tmp_path / "laptop.backup")
+        assert "not-it" not in str(refused.value)
+        bare = target.model_copy(update={"database_url": server.create_database("bare", vector=False)})
+        with pytest.raises(BackupError, match=r"no vector extension .*`CREATE EXTENSION vector;`"):
+            restore(bare, tmp_path / "laptop.backup")
+
+        done = restore(target, tmp_path / "laptop.backup")
+        assert done.schema_revision == made.manifest["schema_revision"]
+        assert _state(target) == before
+        assert calibration.load(target, "some-model")["threshold"] == 0.71  # type: ignore[index]
+        engine = sa.create_engine(target.database_url or "", poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:  # the rows are in the other server, owned by its role
+            assert conn.execute(sa.text("SELECT current_user, inet_server_port()")).one() == (
+                "deerid",
+                server.port,
+            )
+            superuser = conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+            assert superuser.scalar_one() is False
+        engine.dispose()
+        back = backup(target, tmp_path / "cluster.backup")  # pg_dump over TCP with the password
+        assert back.manifest["counts"] == made.manifest["counts"]
+
+    home = _fresh(pg_root, tmp_path, "home")
+    restore(home, tmp_path / "cluster.backup")
+    assert _state(home) == before
+    assert (home.data_dir / "api_token").read_text() == (source.data_dir / "api_token").read_text()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.conninfo import make_conninfo
 
 from deerid.core.config import Settings
 from deerid.core.files import sha256_file
@@ -78,12 +80,23 @@ def _url(settings: Settings) -> sa.URL:
 
 
 def _libpq(url: sa.URL) -> tuple[str, dict[str, str]]:
-    """A libpq connection URI without the password, and the environment carrying it."""
+    """A libpq connection string without the password, and the environment carrying it.
+
+    A keyword/value string, not a URI: libpq rejects a URI with a space in it, and
+    `URL.set(password=None)` keeps the password, which would then show in `ps` and in errors."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    uri = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    return uri, env
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "dbname": url.database,
+    }
+    # Query arguments are libpq keywords (host=/socket/dir, sslmode, ...); the last of a repeated one wins.
+    for key, value in url.query.items():
+        params[key] = value[-1] if isinstance(value, tuple) else value
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None}), env
 
 
 def _server_major(engine: sa.Engine) -> int:
@@ -259,13 +272,21 @@ def backup(settings: Settings, out: Path) -> BackupResult:
     finally:
         engine.dispose()
     pg_dump = pg_tool("pg_dump", major)
-    uri, env = _libpq(url)
+    conninfo, env = _libpq(url)
     files, skipped = _data_files(settings)
 
     with tempfile.TemporaryDirectory(prefix=".deerid-backup-", dir=out.parent) as tmp:
         dump = Path(tmp) / DUMP
         _run(
-            [pg_dump, "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}", "--dbname", uri],
+            [
+                pg_dump,
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={dump}",
+                "--dbname",
+                conninfo,
+            ],
             env,
             "pg_dump",
         )
@@ -384,6 +405,27 @@ END $$;
 """
 
 
+# The vector extension's own entries in a dump's table of contents ("3; 3079 16389 EXTENSION - vector",
+# "4390; 0 0 COMMENT - EXTENSION vector"). Creating or commenting an extension needs its owner, which
+# on a shared server is an administrator, not the database's role: the restore leaves them out and
+# relies on the extension being there (_ensure_vector).
+_EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ (EXTENSION|COMMENT - EXTENSION) ")
+
+
+def _ensure_vector(conn: sa.Connection) -> None:
+    if conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is not None:
+        return
+    try:
+        conn.execute(sa.text("CREATE EXTENSION vector"))
+        conn.commit()
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0]  # one line; PostgreSQL's HINT says what follows here
+        raise BackupError(
+            f"the database has no vector extension and this role may not create it ({reason}): "
+            "run `CREATE EXTENSION vector;` in it as an administrator (docs/deploy.md), then restore again"
+        ) from exc
+
+
 def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreResult:
     """Restore backup file `path` into the database and data dir of `settings`.
 
@@ -425,6 +467,7 @@ def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreRe
                         f"{others} other connection(s) use the database: stop `deerid serve` and the "
                         "workers first (or restore with --force)"
                     )
+                _ensure_vector(conn)
         except sa.exc.OperationalError as exc:
             raise BackupError(f"cannot reach the database: {exc.orig}") from exc
         finally:
@@ -432,10 +475,22 @@ def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreRe
 
         pg_restore = pg_tool("pg_restore", major)
         psql = pg_tool("psql", major)
-        uri, env = _libpq(url)
+        conninfo, env = _libpq(url)
+        listing = _run(
+            [pg_restore, "--list", str(tmp / DUMP)], env, f"reading the database dump of {path}", text=True
+        ).stdout
+        toc = tmp / "toc.list"
+        toc.write_text("".join(";" + e if _EXTENSION_ENTRY.match(e) else e for e in listing.splitlines(True)))
         script = tmp / "restore.sql"
         _run(
-            [pg_restore, "--no-owner", "--no-privileges", f"--file={script}", str(tmp / DUMP)],
+            [
+                pg_restore,
+                "--no-owner",
+                "--no-privileges",
+                f"--use-list={toc}",
+                f"--file={script}",
+                str(tmp / DUMP),
+            ],
             env,
             f"reading the database dump of {path}",
         )
@@ -443,7 +498,7 @@ def restore(settings: Settings, path: Path, *, force: bool = False) -> RestoreRe
         drop.write_text(_DROP_SQL)
         # One transaction for the drop and the load: a failure leaves the database as it was.
         psql_args = [psql, "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1"]
-        psql_args += ["--file", str(drop), "--file", str(script), "--dbname", uri]
+        psql_args += ["--file", str(drop), "--file", str(script), "--dbname", conninfo]
         _run(
             psql_args,
             env,
