@@ -499,8 +499,9 @@ def explain(engine: sa.Engine, factory: sessionmaker[Session], vec: np.ndarray, 
     """EXPLAIN (ANALYZE, BUFFERS) of the exact statement `nearest_sightings` sends.
 
     Every statement of the product's call is captured; those before the sighting search (its
-    settings, whatever they are) are replayed in a new transaction, then the search is explained.
-    The small-deer pass that follows it (deer by profile, their sightings) is not explained."""
+    settings, whatever they are) are replayed in a new transaction, then the search is explained:
+    one statement holding both passes (the sighting graph, and the sightings of the small deer
+    nearest by profile)."""
     captured: list[tuple[str, Any]] = []
 
     def grab(_conn: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
@@ -657,7 +658,7 @@ def bench(root_url: str, args: argparse.Namespace) -> dict[str, Any]:
     sql_agree = sql_exact_check(factory, queries, sexes, exact[0], args.sql_checks)
     _log(f"exact search {exact_s:.0f} s; PostgreSQL agrees {sql_agree}/{args.sql_checks}")
 
-    warm_q, warm_s, _ = make_queries(gallery, 40, seed=5)  # the first calls fill the caches
+    warm_q, warm_s, _ = make_queries(gallery, args.warm_queries, seed=5)  # the first calls fill the caches
     for q, vec in enumerate(warm_q):
         product_query(factory, vec, SEXES[warm_s[q]][0])
     deer_size = np.where(query_deer >= 0, gallery.counts[np.maximum(query_deer, 0)], 0)
@@ -689,6 +690,7 @@ def bench(root_url: str, args: argparse.Namespace) -> dict[str, Any]:
             for i, (sex, _) in enumerate(SEXES)
         },
         "queries": args.queries,
+        "warm_queries": args.warm_queries,
         "unseen_queries": int((query_deer < 0).sum()),
         "server": server,
         "maintenance_work_mem": args.maintenance_work_mem,
@@ -799,15 +801,36 @@ def main() -> None:
         "--index-with", default="", help='HNSW options to try instead of the product\'s, e.g. "m = 32"'
     )
     parser.add_argument("--sql-checks", type=int, default=5, help="queries checked against a seq scan")
+    parser.add_argument(
+        "--warm-queries",
+        type=int,
+        default=40,
+        help="calls before the timed ones; a large shared_buffers fills only as queries touch it",
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        default="",
+        help="PostgreSQL shared_buffers instead of pgserver's 128MB, e.g. 4GB (holds the 1M index)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.ef_search = [int(v) for v in args.ef_search.split(",") if v]
+    if args.shared_buffers and not re.fullmatch(r"\d+(kB|MB|GB)?", args.shared_buffers):
+        parser.error("--shared-buffers takes a PostgreSQL size such as 4GB")
     if any(not 1 <= ef <= 1000 for ef in args.ef_search):
         parser.error("hnsw.ef_search must be within 1..1000")
 
     work = Path(tempfile.mkdtemp(prefix="deerid-bench-million-", dir="/tmp"))
     try:
         root_url = start_embedded(work / "pgdata")
+        if args.shared_buffers:
+            # A server setting: written to postgresql.auto.conf, read at the next start.
+            admin = sa.create_engine(root_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'"))
+            admin.dispose()
+            stop_embedded(work / "pgdata")
+            root_url = start_embedded(work / "pgdata")
         try:
             results = bench(root_url, args)
         finally:

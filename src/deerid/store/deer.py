@@ -88,10 +88,9 @@ def nearest_sightings(
     the HNSW index, plus every sighting of the few deer with at most SMALL_DEER sightings whose
     profile vectors are nearest: at 1M sightings the sighting graph alone found a deer seen 1-10
     times first only 58 times in 100 (benchmarks/million.py), and each miss founds a duplicate."""
-    # psycopg prepares a statement run five times, and PostgreSQL may then reuse one generic
-    # plan for every site: planned for an average site, it scanned the whole table for a site of
-    # 90 sightings (130 ms instead of a few, benchmarks/sites.py). Plan each search for its site.
-    session.execute(sa.text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"))
+    # The settings come first so that the scope count runs under them too (its btree, planned
+    # for this site).
+    _tune_hnsw(session, limit)
     exact = _scope_is_small(
         session,
         sex=sex,
@@ -99,7 +98,6 @@ def nearest_sightings(
         site=site,
         most=EXACT_SEARCH_MAX if exact_max is None else exact_max,
     )
-    _tune_hnsw(session, limit)
     if exact:
         session.execute(
             sa.text(
@@ -121,17 +119,20 @@ def nearest_sightings(
     )
     if site is not None:
         query = query.where(Detection.site == site)
-    # Result.all() builds a list (its stub says Sequence), which `+=` below extends; deer_id is
-    # filtered to non-NULL.
-    rows = cast("list[sa.Row[int, uuid.UUID, float]]", session.execute(query).all())
+    statement: sa.Executable = query
     if not exact:
-        seen = {r[0] for r in rows}
-        extra = _sightings_of_nearest_small_deer(
-            session, vector, sex=sex, model_id=model_id, site=site, exclude_detection=exclude_detection
+        # One statement for both passes: one round trip fewer per detection
+        # (benchmarks/million.py).
+        nearest = query.subquery("nearest")
+        small = _sightings_of_nearest_small_deer(
+            vector, sex=sex, model_id=model_id, site=site, exclude_detection=exclude_detection
         )
-        rows += [r for r in extra if r[0] not in seen]
+        statement = sa.union_all(sa.select(nearest.c.id, nearest.c.deer_id, nearest.c.similarity), small)
+    # deer_id is filtered to non-NULL. A sighting found by both passes comes twice: keep one.
+    rows = cast("list[sa.Row[int, uuid.UUID, float]]", session.execute(statement).all())
+    found = {r[0]: Candidate(r[0], r[1], float(r[2])) for r in rows}
     # An iterative scan may return rows slightly out of order; the caller wants them sorted.
-    return sorted((Candidate(r[0], r[1], float(r[2])) for r in rows), key=lambda c: -c.similarity)
+    return sorted(found.values(), key=lambda c: -c.similarity)
 
 
 SMALL_DEER = 50  # sightings: a deer this small is a few points in a graph of a million
@@ -139,8 +140,8 @@ PROFILE_NEIGHBOURS = 16  # small deer whose sightings are added, nearest by prof
 
 
 def _sightings_of_nearest_small_deer(
-    session: Session, vector: np.ndarray, *, sex: Sex, model_id: str, site: str | None, exclude_detection: int
-) -> list[sa.Row[int, uuid.UUID, float]]:
+    vector: np.ndarray, *, sex: Sex, model_id: str, site: str | None, exclude_detection: int
+) -> sa.Select[tuple[int, uuid.UUID | None, float]]:
     """Every sighting (in `site`) of the PROFILE_NEIGHBOURS small deer nearest by profile vector.
 
     The deer table has one row per animal, tens of times fewer than sightings, and a small
@@ -159,19 +160,16 @@ def _sightings_of_nearest_small_deer(
         .order_by(Deer.feature_vector.cosine_distance(vector))
         .limit(PROFILE_NEIGHBOURS)
     )
-    deer_ids = list(session.execute(nearest).scalars())
-    if not deer_ids:
-        return []
     distance = Detection.embedding.cosine_distance(vector)
     query = sa.select(Detection.id, Detection.deer_id, (1 - distance).label("similarity")).where(
-        Detection.deer_id.in_(deer_ids),
+        Detection.deer_id.in_(nearest),
         Detection.sex == sex,
         Detection.model_id == model_id,
         Detection.id != exclude_detection,
     )
     if site is not None:
         query = query.where(Detection.site == site)
-    return list(session.execute(query).all())
+    return query
 
 
 # Measured on 100k stored sightings in sites of 90k / 9k / 900 / 90 (2 cores, loaded): the HNSW
@@ -204,7 +202,8 @@ _iterative_scan: dict[str, bool] = {}
 
 
 def _tune_hnsw(session: Session, limit: int) -> None:
-    """Make the HNSW index return enough rows once the sex/model filters are applied.
+    """Plan this transaction's candidate search through the HNSW index, for its own site, with
+    enough rows once the sex/model/site filters are applied.
 
     An HNSW scan yields at most `hnsw.ef_search` rows (default 40) and the
     WHERE clause filters them afterwards, so a filtered query could return
@@ -220,12 +219,17 @@ def _tune_hnsw(session: Session, limit: int) -> None:
         _iterative_scan[url] = (major, minor) >= (0, 8)
     # The planner costs an HNSW scan as if it read the whole table, so below ~100k rows it
     # picks a sequential (or bitmap) scan plus a sort: 22 ms instead of 2 ms at 10k
-    # sightings (benchmarks/ingest.py). Only for this query's transaction, and in one
-    # statement: each round trip costs as much as the index scan on a busy machine.
+    # sightings (benchmarks/ingest.py).
+    # psycopg prepares a statement run five times, and PostgreSQL may then reuse one generic
+    # plan for every site: planned for an average site, it scanned the whole table for a site of
+    # 90 sightings (130 ms instead of a few, benchmarks/sites.py). Plan each search for its site.
+    # Only for this transaction, and in one statement: each round trip costs as much as the
+    # index scan on a busy machine.
     iterative = ", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if _iterative_scan[url] else ""
     session.execute(
         sa.text(
-            "SELECT set_config('hnsw.ef_search', :v, true), set_config('enable_seqscan', 'off', true),"
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+            " set_config('hnsw.ef_search', :v, true), set_config('enable_seqscan', 'off', true),"
             f" set_config('enable_bitmapscan', 'off', true){iterative}"
         ),
         {"v": str(max(100, 2 * limit))},
