@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,16 +34,11 @@ from deerid.db.session import create_database, upgrade_schema
 from deerid.dispatch import REIDENTIFY_DEER, configure_celery, queue_for
 from support.cards import feeder_card
 from support.env import subprocess_env
+from support.server import free_port
 from test_worker import counts, redis_url, start_worker, stop, wait_for  # noqa: F401  (redis_url: fixture)
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 PHOTOS = ["IMG_2257.JPG", "IMG_2263.JPG", "IMG_2333.JPG", "IMG_3899.JPG"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _card(tmp_path: Path) -> tuple[Path, Path]:
@@ -258,7 +252,7 @@ def test_sigterm_stops_embedded_postgres_in_a_spaced_data_dir(
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "65535" in bad.stderr, bad.stderr
 
-    port = _free_port()
+    port = free_port()
     secret = "env-token-not-for-logs"
     log = spaced_data_dir.parent / "serve.log"
     server = subprocess.Popen(
@@ -323,7 +317,7 @@ def test_dead_broker_is_one_error_line(settings: Settings, deerid: Deerid, tmp_p
     """F12: with DEERID_BROKER_URL on a dead port, ingest ended after ~27 s in a traceback
     ("Retry limit exceeded while trying to reconnect to the Celery result store backend")."""
     card, md = _card(tmp_path)
-    env = subprocess_env(settings, DEERID_BROKER_URL=f"redis://127.0.0.1:{_free_port()}/0")
+    env = subprocess_env(settings, DEERID_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     run = subprocess.run(
         [DEERID, "ingest", str(card), "--detections", str(md)], env=env, capture_output=True, text=True

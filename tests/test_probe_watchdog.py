@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from deerid.db.embedded import embedded_pid
+from support.server import free_port
 
 DEERID = str(Path(sys.executable).parent / "deerid")
 HOLD = (
@@ -86,17 +86,11 @@ def _hold(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sigkill_of_serve_stops_the_embedded_postgres(data_dir: Path) -> None:
     """F9: `deerid serve` killed with SIGKILL left its embedded postgres running (the dead pid stayed in
     `.handle_pids.json`) until the next deerid start in that data dir; the watchdog stops it."""
     pgdata = data_dir / "pgdata"
-    port = _free_port()
+    port = free_port()
     log = data_dir / "serve.log"
     server = subprocess.Popen(
         [DEERID, "serve", "--port", str(port)],

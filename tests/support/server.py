@@ -1,4 +1,4 @@
-"""A real web server for browser tests."""
+"""A real web server for browser tests, and free local ports for the other real servers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+
+def free_port() -> int:
+    """A local TCP port free now (another process could take it before the caller binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_server(app: Any) -> tuple[str, Callable[[], None]]:
