@@ -198,7 +198,9 @@ class LockSampler:
     statement, and how many of those wait on an advisory lock (the match lock)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url, pool_size=1)
+        # Autocommit: PostgreSQL reads pg_stat_activity once per transaction, so samples taken in
+        # one transaction all repeat the first (which made every earlier run read ~0).
+        self.engine = sa.create_engine(url, pool_size=1, isolation_level="AUTOCOMMIT")
         self.database = sa.engine.make_url(url).database
         self.samples: list[tuple[int, int]] = []
         self._stop = threading.Event()
