@@ -207,3 +207,32 @@ def test_the_large_scope_search_adds_the_sightings_of_small_deer_nearest_by_prof
     large = search(exact_max=0)
     assert b_det in large
     assert len(large) == 6  # A's five and B's one, each once
+
+
+def test_the_candidate_search_sends_the_query_vector_once(world: World) -> None:
+    """Both passes of the large-scope search name the query vector three times; each separate
+    parameter was one more 512-float text conversion and one more vector for the server to parse,
+    about 1 ms of a 7-10 ms search (docs/scale.md). Tried: both paths, watching every statement's
+    parameters: exactly one vector-valued parameter goes out per search."""
+    a = random_unit_vector(300)
+    for i in range(3):
+        assign(world, world.sighting(near(a, 0.95, 301 + i)))
+    sent: list[int] = []
+
+    def count_vectors(_c: object, _cur: object, _sql: str, params: object, _ctx: object, _many: bool) -> None:
+        values = params.values() if isinstance(params, dict) else params
+        sent.append(sum(isinstance(v, str) and v.startswith("[") for v in values or ()))  # type: ignore[union-attr]
+
+    for exact_max in (None, 0):
+        sent.clear()
+        with world.factory() as s, s.begin():
+            engine = s.get_bind()
+            sa.event.listen(engine, "before_cursor_execute", count_vectors)
+            try:
+                found = deer_store.nearest_sightings(
+                    s, a, sex=Sex.BUCK, model_id=MODEL, exclude_detection=-1, site=None, exact_max=exact_max
+                )
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", count_vectors)
+        assert len(found) == 3
+        assert sum(sent) == 1, (exact_max, sent)
